@@ -1,0 +1,168 @@
+"""The connector contract: options, one `send` per batch, typed outcomes.
+
+Connectors know the lead schema and their own options, never the receiver, the store or
+Flask. The delivery engine calls `send(batch)` and gets exactly one outcome per event,
+in order; it decides what each outcome means for the schedule.
+"""
+
+from __future__ import annotations
+
+import re
+from abc import ABC, abstractmethod
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Any, ClassVar, Generic, Literal, TypeVar
+
+from pydantic import BaseModel, ConfigDict, Field, SecretStr, field_validator
+
+from leadrelay.core.schema import LEAD_EVENT_TYPES, EventType, Lead, LeadEvent
+
+# -- outcomes -----------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Delivered:
+    """The destination has the event (created, updated, or already had it)."""
+
+    detail: str = ""
+
+
+@dataclass(frozen=True)
+class Retryable:
+    """A transient failure (network, timeout, 5xx, 408): try again on the backoff schedule."""
+
+    error: str
+
+
+@dataclass(frozen=True)
+class RateLimited:
+    """The destination asked us to slow down; retry after `retry_after` seconds.
+
+    Not counted as a spent attempt.
+    """
+
+    error: str
+    retry_after: float
+
+
+@dataclass(frozen=True)
+class Permanent:
+    """The destination refused this event for good (validation, auth, other 4xx)."""
+
+    error: str
+
+
+@dataclass(frozen=True)
+class Skipped:
+    """Deliberately not sent (e.g. `lead.deleted` to a CRM, no usable identity)."""
+
+    reason: str
+
+
+Outcome = Delivered | Retryable | RateLimited | Permanent | Skipped
+
+
+class ConnectionCheckFailed(Exception):
+    """`check_connection` could not reach or authenticate with the destination."""
+
+
+# -- options ------------------------------------------------------------------------------
+
+
+class ConnectorOptions(BaseModel):
+    """Options every connector has; subclasses add their own fields.
+
+    Secrets are `SecretStr`, so printing or logging options shows `**********`.
+    """
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    type: str
+    enabled: bool = True
+    events: list[EventType] = Field(default_factory=lambda: list(LEAD_EVENT_TYPES))
+    sources: list[str] | None = None
+    require: list[str] = Field(default_factory=list)
+    # Name of another connector (typically Slack) told when a delivery goes dead.
+    on_dead: str | None = None
+
+    @field_validator("require")
+    @classmethod
+    def _require_names_lead_fields(cls, value: list[str]) -> list[str]:
+        unknown = [name for name in value if name not in Lead.model_fields]
+        if unknown:
+            raise ValueError(f"unknown lead field(s) {', '.join(unknown)} in require")
+        return value
+
+
+class CrmOptions(ConnectorOptions):
+    """CRMs never delete on their own; `on_delete: archive` opts in to archiving."""
+
+    on_delete: Literal["skip", "archive"] = "skip"
+
+
+OptionsT = TypeVar("OptionsT", bound=ConnectorOptions)
+
+
+# -- connector ----------------------------------------------------------------------------
+
+
+class Connector(ABC, Generic[OptionsT]):
+    """A destination. Subclasses declare `type_name`, `options_model` and `batch_size`.
+
+    `send` must return one outcome per event, in order, and must not raise for anything
+    the destination or the network did: those become Retryable/RateLimited/Permanent.
+    """
+
+    type_name: ClassVar[str]
+    options_model: ClassVar[type[ConnectorOptions]]
+    batch_size: ClassVar[int] = 1
+    # "once" where the destination can upsert or dedup, else "at-least-once".
+    delivery_guarantee: ClassVar[str] = "at-least-once"
+
+    def __init__(self, name: str, options: OptionsT) -> None:
+        self.name = name
+        self.options = options
+
+    @abstractmethod
+    def send(self, batch: Sequence[LeadEvent]) -> list[Outcome]:
+        """Deliver the batch; one outcome per event, in the same order."""
+
+    @abstractmethod
+    def preview(self, event: LeadEvent) -> dict[str, Any]:
+        """Exactly what `send` would transmit for this event, with no network access."""
+
+    def check_connection(self) -> None:
+        """Raise ConnectionCheckFailed with a precise reason if the destination is unusable."""
+
+    def close(self) -> None:
+        """Release sockets and file handles."""
+
+    def __repr__(self) -> str:
+        return f"<{type(self).__name__} {self.name!r} {self.options!r}>"
+
+
+# -- helpers shared by HTTP connectors ---------------------------------------------------
+
+
+def parse_retry_after(value: str | None, default: float = 1.0) -> float:
+    """Seconds from a Retry-After header (delta-seconds form); `default` if absent or odd."""
+    if not value:
+        return default
+    try:
+        return max(0.0, float(value))
+    except ValueError:
+        return default
+
+
+_SECRETISH = re.compile(
+    r"(?i)(bearer\s+|token=|access_token=|sessionid=|password=|xox[abposr]-)[^\s&\"']+"
+)
+
+
+def scrub(text: str, *secrets: str | SecretStr | None) -> str:
+    """Remove secret values (and anything that looks like a token) from an error text."""
+    for secret in secrets:
+        value = secret.get_secret_value() if isinstance(secret, SecretStr) else secret
+        if value:
+            text = text.replace(value, "**********")
+    return _SECRETISH.sub(lambda m: m.group(1) + "**********", text)

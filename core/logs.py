@@ -1,0 +1,48 @@
+"""JSON log lines: one object per line, with the event/delivery fields as keys.
+
+Callers pass structured fields through `extra={"fields": {...}}`; payload bodies and
+secrets are never among them. `configure` is called once by the CLI entry points.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import sys
+from datetime import UTC, datetime
+from typing import Any
+
+
+class JsonFormatter(logging.Formatter):
+    def format(self, record: logging.LogRecord) -> str:
+        line: dict[str, Any] = {
+            "ts": datetime.fromtimestamp(record.created, UTC).isoformat(timespec="milliseconds"),
+            "level": record.levelname.lower(),
+            "logger": record.name,
+            "msg": record.getMessage(),
+        }
+        fields = getattr(record, "fields", None)
+        if isinstance(fields, dict):
+            line.update(fields)
+        if record.exc_info and record.exc_info[0] is not None:
+            # The exception type and message, not the traceback with its local values.
+            line["error"] = f"{record.exc_info[0].__name__}: {record.exc_info[1]}"
+        return json.dumps(line, default=str, ensure_ascii=False)
+
+
+def configure(level: str = "INFO", json_lines: bool = True) -> None:
+    handler = logging.StreamHandler(sys.stderr)
+    if json_lines:
+        handler.setFormatter(JsonFormatter())
+    else:
+        handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s"))
+    root = logging.getLogger()
+    root.handlers[:] = [handler]
+    root.setLevel(level.upper())
+    # urllib3 logs full URLs at DEBUG, and incoming-webhook URLs are secrets.
+    logging.getLogger("urllib3").setLevel(logging.WARNING)
+
+
+def fields(**values: Any) -> dict[str, Any]:
+    """`extra=` for a structured log call: `log.info("...", extra=fields(event_id=...))`."""
+    return {"fields": values}

@@ -1,0 +1,142 @@
+"""The small interface every provider adapter implements.
+
+A provider knows the lead schema and nothing else: no web framework, no store. The
+receiver hands it the request headers, the raw body and the source's secrets; it answers
+with one of three typed parse results or raises `SignatureError`.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import hmac
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any, ClassVar
+
+from leadrelay.core.schema import EventType, LeadEvent
+
+
+class SignatureError(Exception):
+    """The request is not signed by anyone holding one of the source's secrets.
+
+    `reason` is one of "missing", "malformed" or "mismatch"; the message never contains a
+    secret or the expected digest.
+    """
+
+    def __init__(self, reason: str, message: str) -> None:
+        super().__init__(message)
+        self.reason = reason
+        self.message = message
+
+
+@dataclass(frozen=True)
+class Parsed:
+    """A lead event the adapter could read."""
+
+    event: LeadEvent
+
+
+@dataclass(frozen=True)
+class Ignored:
+    """A valid, verified event that is not about a lead (stored for audit, not delivered)."""
+
+    provider_event: str
+    idempotency_key: str
+    reason: str
+
+
+@dataclass(frozen=True)
+class Unreadable:
+    """Valid JSON of a shape the adapter cannot read: quarantined raw, replayable later."""
+
+    reason: str
+    provider_event: str | None = None
+
+
+ParseResult = Parsed | Ignored | Unreadable
+
+
+def hmac_sha256_hex(secret: str, message: bytes) -> str:
+    return hmac.new(secret.encode("utf-8"), message, hashlib.sha256).hexdigest()
+
+
+def header(headers: Mapping[str, str], name: str) -> str | None:
+    """Case-insensitive header lookup that works for plain dicts as well as Werkzeug headers."""
+    value = headers.get(name)
+    if value is not None:
+        return value
+    lowered = name.lower()
+    for key, candidate in headers.items():
+        if key.lower() == lowered:
+            return candidate
+    return None
+
+
+class Provider:
+    """Base class: subclasses set the class attributes and implement `parse`.
+
+    `event_types` maps the provider's event names to normalized types; a name mapped to
+    None is a known non-lead event (answered "ignored"), and a name missing from the map
+    is unknown (also "ignored", with a reason that says so).
+    """
+
+    name: ClassVar[str]
+    signature_header: ClassVar[str]
+    signature_prefix: ClassVar[str] = "sha256="
+    event_types: ClassVar[dict[str, EventType | None]]
+
+    # -- signatures -------------------------------------------------------------------
+
+    def signed_messages(self, body: bytes) -> list[bytes]:
+        """The byte strings a genuine sender may have signed; the raw body by default."""
+        return [body]
+
+    def verify(self, headers: Mapping[str, str], body: bytes, secrets: Sequence[str]) -> None:
+        """Raise SignatureError unless one of `secrets` signed one of the signed messages.
+
+        Every secret and every candidate message is tried, always with constant-time
+        compares, so rotation works by listing the new secret beside the old one.
+        """
+        presented = header(headers, self.signature_header)
+        if not presented:
+            raise SignatureError("missing", f"missing {self.signature_header} header")
+        presented = presented.strip()
+        prefix = self.signature_prefix
+        if prefix and not presented.startswith(prefix):
+            raise SignatureError(
+                "malformed", f"{self.signature_header} must look like {prefix}<hex digest>"
+            )
+        digest = presented[len(prefix) :]
+        if len(digest) != 64 or any(c not in "0123456789abcdef" for c in digest):
+            raise SignatureError(
+                "malformed",
+                f"{self.signature_header} must carry a 64-character lower-case hex digest",
+            )
+        matched = False
+        for message in self.signed_messages(body):
+            for secret in secrets:
+                # No early exit: the time taken does not reveal which secret matched.
+                matched |= hmac.compare_digest(hmac_sha256_hex(secret, message), digest)
+        if not matched:
+            raise SignatureError(
+                "mismatch", f"{self.signature_header} does not match any configured secret"
+            )
+
+    def sign(self, body: bytes, secret: str) -> dict[str, str]:
+        """Headers a genuine sender would attach to `body` (for tests, `test` and `trigger`)."""
+        digest = hmac_sha256_hex(secret, self.signed_messages(body)[-1])
+        return {self.signature_header: f"{self.signature_prefix}{digest}"}
+
+    # -- parsing ----------------------------------------------------------------------
+
+    def parse(
+        self,
+        payload: dict[str, Any],
+        *,
+        source: str,
+        received_at: datetime,
+        headers: Mapping[str, str] | None = None,
+    ) -> ParseResult:
+        """Turn a verified JSON object into a typed result; never raises for bad shapes."""
+        raise NotImplementedError

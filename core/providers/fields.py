@@ -1,0 +1,302 @@
+"""Field readers and the event builder shared by the provider adapters.
+
+Policy (the same for every provider):
+
+- null, a missing key, and an empty or all-blank string all mean "unknown": None.
+- A string field that arrives as a number is accepted ("id": 123 reads as "123").
+- A field of a type that cannot stand for its value (an object where a name belongs, a
+  boolean where an id belongs) raises `ShapeError`; the adapter answers `Unreadable`, so
+  the event is quarantined raw and can be replayed after a fix instead of half-read.
+- Strings are kept at full length: connectors cut them to their destinations' limits.
+- Timestamps become timezone-aware datetimes (naive ones are taken as UTC); one that
+  cannot be parsed reads as None (the original stays in the event's `raw`).
+"""
+
+from __future__ import annotations
+
+import json
+import math
+from collections.abc import Callable, Mapping, Sequence
+from datetime import UTC, datetime
+from typing import Any
+
+from leadrelay.core.providers.base import Ignored, Parsed, ParseResult, Unreadable
+from leadrelay.core.schema import (
+    Activity,
+    EventType,
+    Lead,
+    LeadEvent,
+    event_id_for,
+    fingerprint,
+    lead_key,
+)
+
+
+class ShapeError(Exception):
+    """A payload field has a type the adapter cannot read; the message names the field."""
+
+
+def _kind(value: object) -> str:
+    """The JSON name of a Python value's type, for error messages."""
+    if value is None:
+        return "null"
+    if isinstance(value, bool):
+        return "boolean"
+    if isinstance(value, int | float):
+        return "number"
+    if isinstance(value, str):
+        return "string"
+    if isinstance(value, list):
+        return "array"
+    if isinstance(value, dict):
+        return "object"
+    return type(value).__name__
+
+
+def require_object(container: Mapping[str, Any], key: str, path: str) -> dict[str, Any]:
+    value = container.get(key)
+    if not isinstance(value, dict):
+        raise ShapeError(f"{path}: expected an object, got {_kind(value)}")
+    return value
+
+
+def _number_text(value: int | float) -> str:
+    if isinstance(value, float) and value.is_integer():
+        return str(int(value))
+    return str(value)
+
+
+def text(container: Mapping[str, Any], key: str, path: str) -> str | None:
+    """An optional string field, stripped; numbers are accepted and turned into text."""
+    value = container.get(key)
+    if value is None:
+        return None
+    if isinstance(value, bool):
+        raise ShapeError(f"{path}: expected a string, got boolean")
+    if isinstance(value, int | float):
+        if isinstance(value, float) and not math.isfinite(value):
+            raise ShapeError(f"{path}: expected a string, got a non-finite number")
+        return _number_text(value)
+    if isinstance(value, str):
+        return value.strip() or None
+    raise ShapeError(f"{path}: expected a string, got {_kind(value)}")
+
+
+def required_text(container: Mapping[str, Any], key: str, path: str) -> str:
+    value = text(container, key, path)
+    if value is None:
+        raise ShapeError(f"{path}: missing (required)")
+    return value
+
+
+def text_list(container: Mapping[str, Any], key: str, path: str) -> list[str]:
+    """A list of strings; a single comma-separated string is accepted too."""
+    value = container.get(key)
+    if value is None:
+        return []
+    if isinstance(value, str):
+        return [part.strip() for part in value.split(",") if part.strip()]
+    if not isinstance(value, list):
+        raise ShapeError(f"{path}: expected an array of strings, got {_kind(value)}")
+    items: list[str] = []
+    for index, item in enumerate(value):
+        if item is None:
+            continue
+        if isinstance(item, bool) or not isinstance(item, str | int | float):
+            raise ShapeError(f"{path}[{index}]: expected a string, got {_kind(item)}")
+        item_text = item.strip() if isinstance(item, str) else _number_text(item)
+        if item_text:
+            items.append(item_text)
+    return items
+
+
+def number(container: Mapping[str, Any], key: str, path: str) -> float | None:
+    """An optional finite number; numeric strings ("45", " 4.5 ") are accepted.
+
+    Raises ShapeError for text that is not a number, so a score is never silently lost.
+    """
+    value = container.get(key)
+    if value is None:
+        return None
+    if isinstance(value, bool):
+        raise ShapeError(f"{path}: expected a number, got boolean")
+    if isinstance(value, int | float):
+        result = float(value) if math.isfinite(value) else math.nan
+    elif isinstance(value, str):
+        if not value.strip():
+            return None
+        try:
+            result = float(value.strip())
+        except ValueError:
+            raise ShapeError(f"{path}: expected a number, got {value[:40]!r}") from None
+    else:
+        raise ShapeError(f"{path}: expected a number, got {_kind(value)}")
+    if not math.isfinite(result):
+        raise ShapeError(f"{path}: expected a finite number")
+    return result
+
+
+def parse_timestamp(raw: str | None) -> datetime | None:
+    """ISO 8601 (with "Z", offset, or none = UTC) or a date; None when unparseable."""
+    if raw is None:
+        return None
+    try:
+        parsed = datetime.fromisoformat(raw)
+    except ValueError:
+        return None
+    if parsed.tzinfo is None:
+        parsed = parsed.replace(tzinfo=UTC)
+    return parsed
+
+
+def timestamp(container: Mapping[str, Any], key: str, path: str) -> datetime | None:
+    """An optional timestamp: ISO 8601 text, or Unix seconds/milliseconds as a number."""
+    value = container.get(key)
+    if isinstance(value, int | float) and not isinstance(value, bool):
+        return _from_epoch(value)
+    return parse_timestamp(text(container, key, path))
+
+
+def _from_epoch(value: float) -> datetime | None:
+    if not math.isfinite(value):
+        return None
+    # Values this large are milliseconds: 1e11 seconds is the year 5138.
+    seconds = value / 1000 if abs(value) >= 1e11 else value
+    try:
+        return datetime.fromtimestamp(seconds, tz=UTC)
+    except (OverflowError, OSError, ValueError):
+        return None
+
+
+def is_plausible_email(candidate: str) -> bool:
+    """Loose check: one @, something before it, a dot inside the domain, no spaces.
+
+    Deliberately loose (real validation is the destination's job); it only keeps obvious
+    non-addresses such as "[email protected]" out of `Lead.email`.
+    """
+    if candidate.count("@") != 1 or any(char.isspace() for char in candidate):
+        return False
+    local, domain = candidate.split("@")
+    return bool(local) and "." in domain.strip(".") and not domain.startswith(".")
+
+
+def email_and_extra(candidate: str | None, extra: dict[str, Any]) -> str | None:
+    """The email to use, or None; an implausible one is kept in extra["invalid_email"]."""
+    if candidate is None:
+        return None
+    if is_plausible_email(candidate):
+        return candidate
+    extra["invalid_email"] = candidate
+    return None
+
+
+def extra_fields(data: Mapping[str, Any], mapped: set[str]) -> dict[str, Any]:
+    """Every field of `data` not mapped onto the lead schema, nulls left out."""
+    return {key: value for key, value in data.items() if key not in mapped and value is not None}
+
+
+def canonical_json(value: object) -> str:
+    """A stable text form of a parsed payload (key order and whitespace do not matter)."""
+    return json.dumps(value, sort_keys=True, separators=(",", ":"), default=repr)
+
+
+def event_fingerprint(
+    provider_event: str,
+    event_time: str | None,
+    entity_ids: Sequence[str | None],
+    payload: object,
+) -> str:
+    """Idempotency key for providers that send no event id.
+
+    The event name, the event's own timestamp and the ids of what it is about identify one
+    event, so a retried delivery (same fields, perhaps re-serialized) gets the same key.
+    When the timestamp or every id is missing those could collide across distinct events,
+    so the whole parsed payload (canonical form, never the raw bytes) joins the key.
+    """
+    if event_time is not None and any(part is not None for part in entity_ids):
+        return fingerprint(provider_event, event_time, *entity_ids)
+    return fingerprint(provider_event, event_time, *entity_ids, canonical_json(payload))
+
+
+def build_lead_event(
+    *,
+    provider: str,
+    source: str,
+    idempotency_key: str,
+    event_type: EventType,
+    provider_event: str,
+    occurred_at: datetime | None,
+    received_at: datetime,
+    lead_fields: dict[str, Any],
+    activity: Activity | None,
+    raw: dict[str, Any],
+) -> Parsed | Unreadable:
+    """Assemble the LeadEvent, or Unreadable when nothing identifies the person."""
+    key = lead_key(
+        provider=provider,
+        email=lead_fields.get("email"),
+        linkedin_username=lead_fields.get("linkedin_username"),
+        github_username=lead_fields.get("github_username"),
+        provider_lead_id=lead_fields.get("provider_lead_id"),
+    )
+    if key is None:
+        return Unreadable(
+            "no field identifies the lead (email, LinkedIn or GitHub username, or lead id)",
+            provider_event=provider_event,
+        )
+    lead = Lead(key=key, **lead_fields)
+    return Parsed(
+        LeadEvent(
+            event_id=event_id_for(source, idempotency_key),
+            idempotency_key=idempotency_key,
+            source=source,
+            provider=provider,
+            type=event_type,
+            provider_event=provider_event,
+            occurred_at=occurred_at,
+            received_at=received_at,
+            lead=lead,
+            activity=activity,
+            raw=raw,
+        )
+    )
+
+
+def not_a_lead_event(
+    event_types: Mapping[str, EventType | None], provider_event: str, idempotency_key: str
+) -> Ignored:
+    """The Ignored answer for a known non-lead event or an unknown event name."""
+    if provider_event in event_types:
+        return Ignored(provider_event, idempotency_key, f"{provider_event!r} is not a lead event")
+    return Ignored(provider_event, idempotency_key, f"unknown event {provider_event!r}")
+
+
+def identifying_text(value: object) -> str | None:
+    """A string or number usable in an idempotency key, else None (never raises)."""
+    if isinstance(value, str):
+        return value.strip() or None
+    if isinstance(value, int | float) and not isinstance(value, bool):
+        return _number_text(value)
+    return None
+
+
+def parse_guarded(read: Callable[[], ParseResult], payload: object) -> ParseResult:
+    """Run an adapter's reader so that parsing never raises.
+
+    A ShapeError becomes Unreadable with its message. Any other exception is a defect in
+    the adapter; it is turned into Unreadable too, because a quarantined event can be
+    replayed once the adapter is fixed, while an exception would fail the request and the
+    provider would eventually give up on the event.
+    """
+    if not isinstance(payload, dict):
+        return Unreadable(f"payload must be a JSON object, got {_kind(payload)}")
+    name = payload.get("event", payload.get("type"))
+    provider_event = name if isinstance(name, str) else None
+    try:
+        return read()
+    except ShapeError as error:
+        return Unreadable(str(error), provider_event=provider_event)
+    except Exception as error:
+        return Unreadable(
+            f"adapter error {type(error).__name__}: {error}", provider_event=provider_event
+        )

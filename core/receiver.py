@@ -1,0 +1,337 @@
+"""The Flask receiver: verify, parse, store durably, answer (DESIGN.md "HTTP contract").
+
+Order of checks for `POST /webhooks/<source>`: unknown source (404) → body size (413,
+enforced while reading, so a chunked body with no length is bounded too) → signature
+(401, before the body is parsed) → JSON (400) → parse → one commit → answer. No 2xx is
+ever sent before the commit, and no error is ever an HTML page or a traceback.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import logging
+import threading
+import time
+from datetime import datetime
+from typing import Any
+
+from flask import Flask, Response, g, request
+from werkzeug.exceptions import HTTPException, RequestEntityTooLarge
+
+from leadrelay.core import metrics
+from leadrelay.core.config import Config
+from leadrelay.core.group_commit import GroupCommitter
+from leadrelay.core.logs import fields
+from leadrelay.core.providers import PROVIDERS, Ignored, Parsed, SignatureError, Unreadable
+from leadrelay.core.providers.base import ParseResult
+from leadrelay.core.routing import route
+from leadrelay.core.schema import event_id_for
+from leadrelay.core.store import (
+    IncomingEvent,
+    IngestResult,
+    Store,
+    StoreUnavailable,
+    dump_normalized,
+    utcnow,
+)
+
+log = logging.getLogger("leadrelay.receiver")
+
+# Request headers kept with the event (for re-parsing, e.g. LeadShark's X-Webhook-Event).
+# Anything that may carry a credential is left out.
+_KEPT_HEADER_PREFIX = "x-"
+_NEVER_KEPT = ("signature", "auth", "token", "secret", "key", "cookie", "password")
+_MAX_KEPT_HEADER = 256
+_DISABLED_CACHE_S = 5.0
+
+
+class ApiError(Exception):
+    def __init__(self, status: int, code: str, message: str) -> None:
+        super().__init__(message)
+        self.status = status
+        self.code = code
+        self.message = message
+
+
+def json_response(status: int, body: dict[str, Any]) -> Response:
+    return Response(json.dumps(body), status=status, mimetype="application/json")
+
+
+def error_response(status: int, code: str, message: str) -> Response:
+    return json_response(status, {"error": code, "message": message})
+
+
+def parse_json_object(body: bytes) -> dict[str, Any]:
+    """Strict JSON: UTF-8, no NaN/Infinity, an object at the top level."""
+    try:
+        text = body.decode("utf-8")
+    except UnicodeDecodeError:
+        raise ApiError(400, "invalid_json", "body is not valid UTF-8") from None
+
+    def reject_constant(name: str) -> Any:
+        raise ValueError(f"{name} is not valid JSON")
+
+    try:
+        payload = json.loads(text, parse_constant=reject_constant)
+    except RecursionError:
+        raise ApiError(400, "invalid_json", "JSON nests too deeply") from None
+    except ValueError as exc:
+        raise ApiError(400, "invalid_json", f"body is not valid JSON: {exc}") from None
+    if not isinstance(payload, dict):
+        raise ApiError(400, "not_an_object", "the JSON body must be an object")
+    return payload
+
+
+def kept_headers(headers: Any) -> dict[str, str]:
+    kept = {}
+    for name, value in headers.items():
+        lowered = name.lower()
+        if lowered.startswith(_KEPT_HEADER_PREFIX) and not any(w in lowered for w in _NEVER_KEPT):
+            kept[name] = value[:_MAX_KEPT_HEADER]
+    return kept
+
+
+def _clean(value: str | None, limit: int) -> str | None:
+    # PostgreSQL text cannot hold NUL; columns have lengths.
+    return None if value is None else value.replace("\x00", "")[:limit]
+
+
+class Ingestor:
+    """Turns a verified request into a stored record, shared by the receiver and replay."""
+
+    def __init__(self, config: Config, store: Store) -> None:
+        self.config = config
+        self.store = store
+        self._disabled: frozenset[str] = frozenset()
+        self._disabled_read_at = 0.0
+        self._lock = threading.Lock()
+        self.committer: GroupCommitter[IncomingEvent, IngestResult] = GroupCommitter(
+            self._commit, shared_failure=lambda exc: isinstance(exc, StoreUnavailable)
+        )
+
+    def _commit(self, records: Any) -> list[IngestResult]:
+        metrics.INGEST_GROUP_SIZE.observe(len(records))
+        return self.store.ingest(records)
+
+    def disabled_connectors(self) -> frozenset[str]:
+        """Connectors disabled at run time, cached briefly so requests do not query for it."""
+        now = time.monotonic()
+        if now - self._disabled_read_at > _DISABLED_CACHE_S:
+            with self._lock:
+                if now - self._disabled_read_at > _DISABLED_CACHE_S:
+                    self._disabled = frozenset(self.store.disabled_connectors())
+                    self._disabled_read_at = now
+        return self._disabled
+
+    def record_for(
+        self,
+        *,
+        source: str,
+        provider: str,
+        result: ParseResult,
+        body: bytes,
+        headers: dict[str, str],
+        received_at: datetime,
+    ) -> IncomingEvent:
+        base: dict[str, Any] = {
+            "source": source,
+            "provider": provider,
+            "received_at": received_at,
+            "body": body,
+            "headers": headers,
+        }
+        if isinstance(result, Parsed):
+            lead_event = result.event
+            return IncomingEvent(
+                **base,
+                event_id=lead_event.event_id,
+                status="accepted",
+                idempotency_key=lead_event.idempotency_key,
+                type=lead_event.type,
+                provider_event=_clean(lead_event.provider_event, 128),
+                lead_key=_clean(lead_event.lead.key, 320),
+                occurred_at=lead_event.occurred_at,
+                normalized=dump_normalized(lead_event),
+                connectors=route(lead_event, self.config.connectors, self.disabled_connectors()),
+            )
+        if isinstance(result, Ignored):
+            return IncomingEvent(
+                **base,
+                event_id=event_id_for(source, result.idempotency_key),
+                status="ignored",
+                idempotency_key=result.idempotency_key,
+                provider_event=_clean(result.provider_event, 128),
+                reason=_clean(result.reason, 2000),
+            )
+        # Unreadable: nothing identifies the event but its bytes, so dedup on those (a
+        # provider retrying an unreadable body must not fill the quarantine).
+        key = "raw:" + _sha256(body)
+        return IncomingEvent(
+            **base,
+            event_id=event_id_for(source, key),
+            status="quarantined",
+            idempotency_key=key,
+            provider_event=_clean(result.provider_event, 128),
+            reason=_clean(result.reason, 2000),
+        )
+
+
+def _sha256(data: bytes) -> str:
+    return hashlib.sha256(data).hexdigest()
+
+
+def create_app(config: Config, store: Store, *, ingestor: Ingestor | None = None) -> Flask:
+    app = Flask(__name__)
+    app.config["MAX_CONTENT_LENGTH"] = config.server.max_body_bytes
+    ingestor = ingestor or Ingestor(config, store)
+    app.extensions["leadrelay"] = {"config": config, "store": store, "ingestor": ingestor}
+
+    for name in config.sources_without_secrets():
+        log.warning(
+            "source %s has no secrets: it accepts unsigned requests",
+            name,
+            extra=fields(source=name),
+        )
+
+    @app.before_request
+    def _start_timer() -> None:
+        g.started = time.perf_counter()
+        g.log_fields = {}
+
+    @app.after_request
+    def _log_request(response: Response) -> Response:
+        elapsed_ms = (time.perf_counter() - g.get("started", time.perf_counter())) * 1000
+        log.info(
+            "%s %s %s",
+            request.method,
+            request.path,
+            response.status_code,
+            extra=fields(
+                method=request.method,
+                path=request.path,
+                status=response.status_code,
+                duration_ms=round(elapsed_ms, 2),
+                **g.get("log_fields", {}),
+            ),
+        )
+        return response
+
+    @app.errorhandler(HTTPException)
+    def _http_error(exc: HTTPException) -> Response:
+        code = {
+            404: "not_found",
+            405: "method_not_allowed",
+            413: "payload_too_large",
+        }.get(exc.code or 500, "http_error")
+        return error_response(exc.code or 500, code, exc.description or code)
+
+    @app.errorhandler(ApiError)
+    def _api_error(exc: ApiError) -> Response:
+        return error_response(exc.status, exc.code, exc.message)
+
+    @app.errorhandler(Exception)
+    def _unexpected(exc: Exception) -> Response:
+        log.error("unexpected error", exc_info=exc, extra=fields(path=request.path))
+        return error_response(500, "internal_error", "unexpected error; the event was not stored")
+
+    @app.get("/healthz")
+    def healthz() -> Response:
+        return json_response(200, {"status": "ok"})
+
+    @app.get("/readyz")
+    def readyz() -> Response:
+        try:
+            store.ping()
+        except StoreUnavailable as exc:
+            return error_response(503, "store_unavailable", f"store not reachable: {exc}")
+        return json_response(200, {"status": "ready"})
+
+    @app.get("/metrics")
+    def metrics_endpoint() -> Response:
+        body, content_type = metrics.render(
+            metrics.QueueCollector(lambda: store.queue_stats(utcnow()))
+        )
+        return Response(body, status=200, content_type=content_type)
+
+    @app.route("/webhooks/<source>", methods=["GET", "HEAD"])
+    def webhook_probe(source: str) -> Response:
+        # LeadShark's "Test webhook" button sends a GET; answer it without storing anything.
+        if source not in config.sources:
+            return _answer(
+                source, error_response(404, "unknown_source", f"no source named {source!r}")
+            )
+        return json_response(200, {"status": "ok", "source": source})
+
+    @app.post("/webhooks/<source>")
+    def webhook(source: str) -> Response:
+        g.log_fields["source"] = source
+        source_config = config.sources.get(source)
+        if source_config is None:
+            return _answer(
+                source, error_response(404, "unknown_source", f"no source named {source!r}")
+            )
+        try:
+            return _answer(source, _receive(source))
+        except RequestEntityTooLarge:
+            limit = config.server.max_body_bytes
+            return _answer(
+                source,
+                error_response(413, "payload_too_large", f"body exceeds {limit} bytes"),
+            )
+        except ApiError as exc:
+            return _answer(source, error_response(exc.status, exc.code, exc.message))
+
+    def _receive(source: str) -> Response:
+        source_config = config.sources[source]
+        provider = PROVIDERS[source_config.provider]
+        body = request.get_data(cache=False)
+        secrets = source_config.secret_values()
+        if secrets:
+            try:
+                provider.verify(request.headers, body, secrets)
+            except SignatureError as exc:
+                metrics.SIGNATURE_FAILURES.labels(source, exc.reason).inc()
+                raise ApiError(401, "invalid_signature", exc.message) from None
+        payload = parse_json_object(body)
+        received_at = utcnow()
+        result = provider.parse(
+            payload, source=source, received_at=received_at, headers=request.headers
+        )
+        record = ingestor.record_for(
+            source=source,
+            provider=provider.name,
+            result=result,
+            body=body,
+            headers=kept_headers(request.headers),
+            received_at=received_at,
+        )
+        try:
+            stored = ingestor.committer.submit(record)
+        except StoreUnavailable as exc:
+            log.error("store unavailable", extra=fields(source=source, error=str(exc)))
+            raise ApiError(
+                503, "store_unavailable", "the event store is unavailable; retry later"
+            ) from None
+        g.log_fields.update(event_id=stored.event_id, deliveries=len(record.connectors))
+        if stored.duplicate:
+            return json_response(200, {"status": "duplicate", "event_id": stored.event_id})
+        if isinstance(result, Unreadable):
+            return json_response(
+                202, {"status": "quarantined", "event_id": stored.event_id, "reason": result.reason}
+            )
+        if isinstance(result, Ignored):
+            return json_response(200, {"status": "ignored", "event_id": stored.event_id})
+        return json_response(200, {"status": "accepted", "event_id": stored.event_id})
+
+    def _answer(source: str, response: Response) -> Response:
+        answer = "error"
+        if response.is_json:
+            body = response.get_json(silent=True) or {}
+            answer = body.get("status") or body.get("error") or "error"
+        g.log_fields["answer"] = answer
+        label = source if source in config.sources else "<unknown>"
+        metrics.WEBHOOKS.labels(label, answer).inc()
+        return response
+
+    return app

@@ -1,0 +1,41 @@
+"""Re-parse quarantined events with the current provider code (after a fix or upgrade)."""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+from leadrelay.core.config import Config
+from leadrelay.core.providers import PROVIDERS, Unreadable
+from leadrelay.core.receiver import Ingestor
+from leadrelay.core.store import Store, utcnow
+
+
+def reparse_quarantined(config: Config, store: Store, stored: dict[str, Any]) -> str:
+    """Parse a stored quarantined event again; returns a one-line account of what happened."""
+    event_id = stored["event_id"]
+    provider = PROVIDERS.get(stored["provider"])
+    if provider is None or stored.get("body") is None:
+        return f"{event_id}: cannot re-parse (provider unknown or payload purged)"
+    body: bytes = stored["body"]
+    headers = json.loads(stored.get("headers") or "{}")
+    try:
+        payload = json.loads(body)
+    except ValueError:
+        return f"{event_id}: still unreadable: body is not JSON"
+    result = provider.parse(payload, source=stored["source"], received_at=utcnow(), headers=headers)
+    if isinstance(result, Unreadable):
+        return f"{event_id}: still quarantined: {result.reason}"
+    record = Ingestor(config, store).record_for(
+        source=stored["source"],
+        provider=provider.name,
+        result=result,
+        body=body,
+        headers=headers,
+        received_at=stored["received_at"],
+    )
+    outcome = store.resolve_quarantined(event_id, record)
+    if outcome.duplicate:
+        return f"{event_id}: same event as {outcome.event_id}, already stored"
+    deliveries = len(record.connectors)
+    return f"{event_id}: now {record.status} as {outcome.event_id} ({deliveries} deliveries)"

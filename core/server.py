@@ -1,0 +1,121 @@
+"""Running leadrelay: the receiver under gunicorn, with the delivery worker beside it.
+
+`connectors serve` and `deploy/gunicorn.conf.py` share these pieces. The delivery worker
+runs as threads inside each gunicorn worker process (claims are safe across processes on
+SQLite and PostgreSQL alike), so one `gunicorn -c deploy/gunicorn.conf.py` both receives
+and delivers. `--no-worker` / LEADRELAY_WORKER=0 leaves delivery to `connectors worker`.
+"""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass, field
+from typing import Any
+
+from flask import Flask
+
+from leadrelay.core.config import Config
+from leadrelay.core.logs import fields
+from leadrelay.core.receiver import Ingestor, create_app
+from leadrelay.core.store import Store
+from leadrelay.core.worker import Worker
+
+log = logging.getLogger("leadrelay.server")
+
+
+@dataclass
+class Runtime:
+    """One process's receiver app, store and (optionally) delivery worker."""
+
+    config: Config
+    store: Store
+    app: Flask
+    worker: Worker | None = field(default=None)
+
+    @classmethod
+    def build(cls, config: Config, *, store: Store | None = None) -> Runtime:
+        store = store or Store(config.store)
+        ingestor = Ingestor(config, store)
+        return cls(config=config, store=store, app=create_app(config, store, ingestor=ingestor))
+
+    def start_worker(self) -> Worker:
+        if self.worker is None:
+            self.worker = Worker(self.config, self.store)
+            self.store.on_commit(self.worker.wake)
+            self.worker.start()
+        return self.worker
+
+    def stop(self) -> None:
+        if self.worker is not None:
+            self.worker.stop()
+            self.worker = None
+        self.store.close()
+
+
+def gunicorn_options(
+    *,
+    bind: str,
+    workers: int = 1,
+    threads: int = 8,
+    timeout: int = 30,
+) -> dict[str, Any]:
+    """Gunicorn settings sized for a small machine; request timeouts stay under the
+    providers' 5-10 s delivery limits because a request only waits for one commit."""
+    return {
+        "bind": bind,
+        "workers": workers,
+        "worker_class": "gthread",
+        "threads": threads,
+        "timeout": timeout,
+        "graceful_timeout": 20,
+        "keepalive": 5,
+        "reuse_port": True,
+        "accesslog": None,
+        "errorlog": "-",
+        "loglevel": "warning",
+        # Bound request lines and headers: oversized headers get 400, not memory use.
+        "limit_request_line": 8190,
+        "limit_request_fields": 100,
+        "limit_request_field_size": 8190,
+    }
+
+
+def serve(config: Config, *, host: str, port: int, threads: int, run_worker: bool) -> None:
+    """Blocking: gunicorn master + one worker process serving the receiver."""
+    from gunicorn.app.base import BaseApplication
+
+    Store(config.store).migrate()
+    holder: dict[str, Runtime] = {}
+
+    def post_worker_init(_worker: Any) -> None:
+        runtime = holder["runtime"]
+        if run_worker:
+            runtime.start_worker()
+
+    def worker_exit(_server: Any, _worker: Any) -> None:
+        runtime = holder.get("runtime")
+        if runtime is not None:
+            runtime.stop()
+
+    class _App(BaseApplication):  # type: ignore[misc]
+        def load_config(self) -> None:
+            options = gunicorn_options(bind=f"{host}:{port}", threads=threads)
+            options.update(post_worker_init=post_worker_init, worker_exit=worker_exit)
+            for key, value in options.items():
+                self.cfg.set(key, value)
+
+        def load(self) -> Flask:
+            holder["runtime"] = Runtime.build(config)
+            return holder["runtime"].app
+
+    log.info(
+        "serving",
+        extra=fields(
+            url=f"http://{host}:{port}",
+            store=config.masked_store_url(),
+            sources=sorted(config.sources),
+            connectors=sorted(config.connectors),
+            worker=run_worker,
+        ),
+    )
+    _App().run()

@@ -1,0 +1,678 @@
+"""The durable store: events, dedup keys and the delivery queue, on SQLite or PostgreSQL.
+
+Durability rules this module keeps:
+- An event is acknowledged only after the transaction holding its dedup key, its row
+  and its deliveries has committed (SQLite: WAL with `synchronous=FULL`).
+- Dedup is a primary key on (source, idempotency key), so racing receivers, processes
+  or hosts cannot both accept one event.
+- Writers on SQLite start with `BEGIN IMMEDIATE`, so they queue on the busy timeout
+  instead of failing half-way when another writer holds the lock.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+from collections.abc import Callable, Iterator, Sequence
+from contextlib import contextmanager
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+from importlib.resources import files
+from typing import Any
+
+from sqlalchemy import (
+    Connection,
+    Engine,
+    and_,
+    create_engine,
+    delete,
+    event,
+    func,
+    insert,
+    or_,
+    select,
+    text,
+    update,
+)
+from sqlalchemy.dialects import postgresql, sqlite
+from sqlalchemy.exc import DBAPIError, SQLAlchemyError
+
+from leadrelay.core.schema import LeadEvent
+from leadrelay.core.tables import attempts, connector_state, dedup_keys, deliveries, events
+
+log = logging.getLogger("leadrelay.store")
+
+NOTIFY_CHANNEL = "leadrelay_deliveries"
+SQLITE_BUSY_TIMEOUT_S = 5.0
+
+
+class StoreUnavailable(Exception):
+    """The database cannot be reached or written right now (answered 503, retried later)."""
+
+
+def utcnow() -> datetime:
+    return datetime.now(UTC)
+
+
+# -- records ------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class IncomingEvent:
+    """What the receiver stores for one verified request."""
+
+    event_id: str
+    source: str
+    provider: str
+    status: str  # accepted | ignored | quarantined
+    idempotency_key: str
+    received_at: datetime
+    body: bytes
+    headers: dict[str, str]
+    type: str | None = None
+    provider_event: str | None = None
+    lead_key: str | None = None
+    occurred_at: datetime | None = None
+    normalized: str | None = None
+    reason: str | None = None
+    connectors: tuple[str, ...] = ()
+
+
+@dataclass(frozen=True)
+class IngestResult:
+    event_id: str
+    duplicate: bool
+
+
+@dataclass(frozen=True)
+class ClaimedDelivery:
+    id: int
+    event_id: str
+    connector: str
+    attempts: int
+    created_at: datetime
+    event: LeadEvent
+
+
+@dataclass(frozen=True)
+class DeliveryUpdate:
+    """The new state of one claimed delivery after a try (decided by the worker)."""
+
+    id: int
+    status: str  # pending | delivered | skipped | dead
+    attempts: int
+    next_attempt_at: datetime
+    last_error: str | None
+    outcome: str
+    started_at: datetime
+    attempt_number: int
+
+
+@dataclass(frozen=True)
+class EventFilter:
+    status: str | None = None
+    source: str | None = None
+    since: datetime | None = None
+    until: datetime | None = None
+    limit: int = 100
+
+
+@dataclass(frozen=True)
+class DeliveryFilter:
+    status: str | None = None
+    source: str | None = None
+    connector: str | None = None
+    event_id: str | None = None
+    since: datetime | None = None
+    until: datetime | None = None
+    limit: int = 100
+
+
+# -- engine -------------------------------------------------------------------------------
+
+
+def _sqlite_engine(url: str) -> Engine:
+    engine = create_engine(
+        url,
+        connect_args={"timeout": SQLITE_BUSY_TIMEOUT_S, "check_same_thread": False},
+        pool_size=16,
+        max_overflow=16,
+    )
+
+    @event.listens_for(engine, "connect")
+    def _on_connect(dbapi_connection: Any, _record: Any) -> None:
+        # Let us issue BEGIN ourselves (pysqlite's implicit BEGIN is deferred).
+        dbapi_connection.isolation_level = None
+        cursor = dbapi_connection.cursor()
+        cursor.execute("PRAGMA journal_mode=WAL")
+        cursor.execute("PRAGMA synchronous=FULL")
+        cursor.execute("PRAGMA foreign_keys=ON")
+        cursor.execute(f"PRAGMA busy_timeout={int(SQLITE_BUSY_TIMEOUT_S * 1000)}")
+        cursor.close()
+
+    @event.listens_for(engine, "begin")
+    def _on_begin(connection: Connection) -> None:
+        readonly = connection.get_execution_options().get("readonly", False)
+        connection.exec_driver_sql("BEGIN" if readonly else "BEGIN IMMEDIATE")
+
+    return engine
+
+
+def make_engine(url: str) -> Engine:
+    if url.startswith("sqlite"):
+        return _sqlite_engine(url)
+    if url.startswith("postgresql"):
+        return create_engine(
+            url,
+            pool_pre_ping=True,
+            pool_size=10,
+            max_overflow=20,
+            connect_args={"connect_timeout": 3},
+        )
+    return create_engine(url, pool_pre_ping=True)
+
+
+# -- store --------------------------------------------------------------------------------
+
+
+class Store:
+    def __init__(self, url: str, engine: Engine | None = None) -> None:
+        self.url = url
+        self.engine = engine or make_engine(url)
+        self.dialect = self.engine.dialect.name
+        self._after_commit: list[Callable[[], None]] = []
+
+    # lifecycle
+
+    def migrate(self) -> None:
+        """Bring the schema to the newest revision (idempotent; safe to run at every start)."""
+        from alembic import command
+        from alembic.config import Config as AlembicConfig
+
+        cfg = AlembicConfig()
+        cfg.set_main_option("script_location", str(files("leadrelay.core") / "migrations"))
+        with self.engine.begin() as conn:
+            if self.dialect == "postgresql":
+                # Several processes may start at once; one migrates, the others wait.
+                conn.execute(text("SELECT pg_advisory_xact_lock(74201)"))
+            cfg.attributes["connection"] = conn
+            command.upgrade(cfg, "head")
+
+    def close(self) -> None:
+        self.engine.dispose()
+
+    def on_commit(self, callback: Callable[[], None]) -> None:
+        """Run `callback` after each ingest commit that created deliveries (wakes workers)."""
+        self._after_commit.append(callback)
+
+    @contextmanager
+    def _write(self) -> Iterator[Connection]:
+        try:
+            with self.engine.begin() as conn:
+                yield conn
+        except DBAPIError as exc:
+            if exc.connection_invalidated or _is_unavailable(exc):
+                raise StoreUnavailable(_describe(exc)) from exc
+            raise
+
+    @contextmanager
+    def _read(self) -> Iterator[Connection]:
+        try:
+            with self.engine.connect() as conn:
+                conn = conn.execution_options(readonly=True)
+                with conn.begin():
+                    yield conn
+        except DBAPIError as exc:
+            raise StoreUnavailable(_describe(exc)) from exc
+
+    def ping(self) -> None:
+        """Raise StoreUnavailable unless the database answers and the schema is there."""
+        try:
+            with self._read() as conn:
+                conn.execute(select(func.count()).select_from(connector_state))
+        except SQLAlchemyError as exc:
+            raise StoreUnavailable(_describe(exc)) from exc
+
+    # ingest
+
+    def _insert(self, table: Any) -> Any:
+        if self.dialect == "postgresql":
+            return postgresql.insert(table)
+        if self.dialect == "sqlite":
+            return sqlite.insert(table)
+        return insert(table)
+
+    def ingest(self, records: Sequence[IncomingEvent]) -> list[IngestResult]:
+        """Store a group of events in one transaction; one result per record, in order."""
+        if not records:
+            return []
+        now = utcnow()
+        results: list[IngestResult | None] = [None] * len(records)
+        first_index: dict[tuple[str, str], int] = {}
+        for i, record in enumerate(records):
+            first_index.setdefault((record.source, record.idempotency_key), i)
+        candidates = sorted(set(first_index.values()))
+        with self._write() as conn:
+            stmt = (
+                self._insert(dedup_keys)
+                .values(
+                    [
+                        {
+                            "source": records[i].source,
+                            "idempotency_key": records[i].idempotency_key,
+                            "event_id": records[i].event_id,
+                            "first_seen_at": now,
+                        }
+                        for i in candidates
+                    ]
+                )
+                .on_conflict_do_nothing()
+                .returning(dedup_keys.c.source, dedup_keys.c.idempotency_key)
+            )
+            inserted = {(row.source, row.idempotency_key) for row in conn.execute(stmt)}
+            new = [
+                i for i in candidates if (records[i].source, records[i].idempotency_key) in inserted
+            ]
+            if new:
+                conn.execute(
+                    insert(events),
+                    [
+                        {
+                            "event_id": r.event_id,
+                            "source": r.source,
+                            "provider": r.provider,
+                            "status": r.status,
+                            "type": r.type,
+                            "provider_event": r.provider_event,
+                            "idempotency_key": r.idempotency_key,
+                            "lead_key": r.lead_key,
+                            "occurred_at": r.occurred_at,
+                            "received_at": r.received_at,
+                            "body": r.body,
+                            "headers": json.dumps(r.headers),
+                            "normalized": r.normalized,
+                            "reason": r.reason,
+                        }
+                        for r in (records[i] for i in new)
+                    ],
+                )
+                rows = [
+                    _new_delivery(records[i].event_id, name, now)
+                    for i in new
+                    for name in records[i].connectors
+                ]
+                if rows:
+                    conn.execute(insert(deliveries), rows)
+                    if self.dialect == "postgresql":
+                        conn.execute(
+                            text("SELECT pg_notify(:channel, '')"), {"channel": NOTIFY_CHANNEL}
+                        )
+            created_deliveries = any(records[i].connectors for i in new)
+        new_set = set(new)
+        for i, record in enumerate(records):
+            results[i] = IngestResult(event_id=record.event_id, duplicate=i not in new_set)
+        if created_deliveries:
+            for callback in self._after_commit:
+                callback()
+        return [r for r in results if r is not None]
+
+    # delivery queue
+
+    def claim(
+        self,
+        connector: str,
+        worker: str,
+        limit: int,
+        now: datetime,
+        lease: timedelta,
+    ) -> list[ClaimedDelivery]:
+        """Lease up to `limit` due deliveries of one connector.
+
+        PostgreSQL: `FOR UPDATE SKIP LOCKED`, so concurrent workers take disjoint rows.
+        SQLite: the UPDATE runs under `BEGIN IMMEDIATE`, which already serializes writers.
+        An expired lease (its worker died) makes the row claimable again.
+        """
+        due = (
+            select(deliveries.c.id)
+            .where(
+                deliveries.c.status == "pending",
+                deliveries.c.connector == connector,
+                deliveries.c.next_attempt_at <= now,
+                or_(deliveries.c.lease_expires_at.is_(None), deliveries.c.lease_expires_at < now),
+            )
+            .order_by(deliveries.c.next_attempt_at, deliveries.c.id)
+            .limit(limit)
+            .with_for_update(skip_locked=True)
+        )
+        with self._write() as conn:
+            claimed = conn.execute(
+                update(deliveries)
+                .where(deliveries.c.id.in_(due.scalar_subquery()))
+                .values(lease_owner=worker, lease_expires_at=now + lease, updated_at=now)
+                .returning(
+                    deliveries.c.id,
+                    deliveries.c.event_id,
+                    deliveries.c.attempts,
+                    deliveries.c.created_at,
+                )
+            ).all()
+            if not claimed:
+                return []
+            loaded = {
+                row.event_id: row
+                for row in conn.execute(
+                    select(events.c.event_id, events.c.normalized, events.c.body).where(
+                        events.c.event_id.in_({row.event_id for row in claimed})
+                    )
+                )
+            }
+        out = []
+        for row in sorted(claimed, key=lambda r: r.id):
+            stored = loaded[row.event_id]
+            out.append(
+                ClaimedDelivery(
+                    id=row.id,
+                    event_id=row.event_id,
+                    connector=connector,
+                    attempts=row.attempts,
+                    created_at=row.created_at,
+                    event=load_lead_event(stored.normalized, stored.body),
+                )
+            )
+        return out
+
+    def complete(self, worker: str, updates: Sequence[DeliveryUpdate], now: datetime) -> int:
+        """Record the outcome of claimed deliveries; returns how many this worker still held."""
+        held = 0
+        with self._write() as conn:
+            for u in updates:
+                finished = now if u.status in ("delivered", "skipped", "dead") else None
+                result = conn.execute(
+                    update(deliveries)
+                    .where(deliveries.c.id == u.id, deliveries.c.lease_owner == worker)
+                    .values(
+                        status=u.status,
+                        attempts=u.attempts,
+                        next_attempt_at=u.next_attempt_at,
+                        last_error=u.last_error,
+                        lease_owner=None,
+                        lease_expires_at=None,
+                        updated_at=now,
+                        finished_at=finished,
+                    )
+                )
+                held += result.rowcount
+                conn.execute(
+                    insert(attempts).values(
+                        delivery_id=u.id,
+                        number=u.attempt_number,
+                        worker=worker,
+                        started_at=u.started_at,
+                        finished_at=now,
+                        outcome=u.outcome if result.rowcount else "lost_lease",
+                        error=u.last_error if u.outcome != "delivered" else None,
+                    )
+                )
+        return held
+
+    def release(self, worker: str, ids: Sequence[int]) -> None:
+        """Give leased deliveries back unsent (graceful shutdown)."""
+        if not ids:
+            return
+        with self._write() as conn:
+            conn.execute(
+                update(deliveries)
+                .where(deliveries.c.id.in_(ids), deliveries.c.lease_owner == worker)
+                .values(lease_owner=None, lease_expires_at=None)
+            )
+
+    def next_due_at(self, connector: str) -> datetime | None:
+        with self._read() as conn:
+            return conn.execute(
+                select(func.min(deliveries.c.next_attempt_at)).where(
+                    deliveries.c.status == "pending", deliveries.c.connector == connector
+                )
+            ).scalar()
+
+    # connector state
+
+    def disabled_connectors(self) -> dict[str, str]:
+        with self._read() as conn:
+            rows = conn.execute(
+                select(connector_state.c.connector, connector_state.c.disabled_reason).where(
+                    connector_state.c.disabled_at.is_not(None)
+                )
+            )
+            return {row.connector: row.disabled_reason or "" for row in rows}
+
+    def set_connector_disabled(self, connector: str, reason: str | None) -> None:
+        """Persist a run-time disable (reason) or clear it (None)."""
+        with self._write() as conn:
+            conn.execute(delete(connector_state).where(connector_state.c.connector == connector))
+            if reason is not None:
+                conn.execute(
+                    insert(connector_state).values(
+                        connector=connector, disabled_reason=reason, disabled_at=utcnow()
+                    )
+                )
+
+    # queries for the CLI and metrics
+
+    def list_events(self, f: EventFilter) -> list[dict[str, Any]]:
+        query = select(
+            events.c.event_id,
+            events.c.received_at,
+            events.c.source,
+            events.c.provider,
+            events.c.status,
+            events.c.type,
+            events.c.provider_event,
+            events.c.lead_key,
+            events.c.reason,
+        )
+        if f.status:
+            query = query.where(events.c.status == f.status)
+        if f.source:
+            query = query.where(events.c.source == f.source)
+        if f.since:
+            query = query.where(events.c.received_at >= f.since)
+        if f.until:
+            query = query.where(events.c.received_at < f.until)
+        query = query.order_by(events.c.received_at.desc(), events.c.event_id).limit(f.limit)
+        with self._read() as conn:
+            return [dict(row._mapping) for row in conn.execute(query)]
+
+    def get_event(self, event_id: str) -> dict[str, Any] | None:
+        with self._read() as conn:
+            row = conn.execute(select(events).where(events.c.event_id == event_id)).first()
+            return dict(row._mapping) if row else None
+
+    def list_deliveries(self, f: DeliveryFilter) -> list[dict[str, Any]]:
+        query = select(
+            deliveries.c.id,
+            deliveries.c.event_id,
+            deliveries.c.connector,
+            deliveries.c.status,
+            deliveries.c.attempts,
+            deliveries.c.next_attempt_at,
+            deliveries.c.last_error,
+            deliveries.c.created_at,
+            deliveries.c.finished_at,
+            events.c.source,
+            events.c.type,
+            events.c.lead_key,
+        ).join(events, events.c.event_id == deliveries.c.event_id)
+        if f.status:
+            query = query.where(deliveries.c.status == f.status)
+        if f.source:
+            query = query.where(events.c.source == f.source)
+        if f.connector:
+            query = query.where(deliveries.c.connector == f.connector)
+        if f.event_id:
+            query = query.where(deliveries.c.event_id == f.event_id)
+        if f.since:
+            query = query.where(deliveries.c.created_at >= f.since)
+        if f.until:
+            query = query.where(deliveries.c.created_at < f.until)
+        query = query.order_by(deliveries.c.id.desc()).limit(f.limit)
+        with self._read() as conn:
+            return [dict(row._mapping) for row in conn.execute(query)]
+
+    def attempts_of(self, delivery_id: int) -> list[dict[str, Any]]:
+        with self._read() as conn:
+            rows = conn.execute(
+                select(attempts)
+                .where(attempts.c.delivery_id == delivery_id)
+                .order_by(attempts.c.id)
+            )
+            return [dict(row._mapping) for row in rows]
+
+    def queue_stats(self, now: datetime) -> dict[str, Any]:
+        """Counts by (connector, status) and the age of the oldest pending delivery."""
+        with self._read() as conn:
+            counts = {
+                (row.connector, row.status): row.n
+                for row in conn.execute(
+                    select(
+                        deliveries.c.connector, deliveries.c.status, func.count().label("n")
+                    ).group_by(deliveries.c.connector, deliveries.c.status)
+                )
+            }
+            oldest = conn.execute(
+                select(func.min(deliveries.c.created_at)).where(deliveries.c.status == "pending")
+            ).scalar()
+        age = (now - oldest).total_seconds() if oldest else 0.0
+        return {"counts": counts, "oldest_pending_age_s": max(age, 0.0)}
+
+    # replay
+
+    def requeue(
+        self,
+        *,
+        event_ids: Sequence[str] | None = None,
+        connector: str | None = None,
+        statuses: Sequence[str] = ("dead",),
+        since: datetime | None = None,
+        until: datetime | None = None,
+    ) -> int:
+        """Put finished deliveries back in the queue, due now, with a fresh attempt count."""
+        now = utcnow()
+        conditions = [deliveries.c.status.in_(statuses)]
+        if event_ids is not None:
+            conditions.append(deliveries.c.event_id.in_(event_ids))
+        if connector:
+            conditions.append(deliveries.c.connector == connector)
+        if since:
+            conditions.append(deliveries.c.created_at >= since)
+        if until:
+            conditions.append(deliveries.c.created_at < until)
+        with self._write() as conn:
+            result = conn.execute(
+                update(deliveries)
+                .where(and_(*conditions))
+                .values(
+                    status="pending",
+                    attempts=0,
+                    next_attempt_at=now,
+                    lease_owner=None,
+                    lease_expires_at=None,
+                    updated_at=now,
+                    finished_at=None,
+                )
+            )
+            if result.rowcount and self.dialect == "postgresql":
+                conn.execute(text("SELECT pg_notify(:channel, '')"), {"channel": NOTIFY_CHANNEL})
+        if result.rowcount:
+            for callback in self._after_commit:
+                callback()
+        return result.rowcount
+
+    def resolve_quarantined(self, event_id: str, record: IncomingEvent) -> IngestResult:
+        """Replace a quarantined event by what the current code makes of it.
+
+        The quarantined row is kept for audit with status `replayed` and a pointer to the
+        new event; the new event goes through dedup like any incoming one.
+        """
+        result = self.ingest([record])[0]
+        with self._write() as conn:
+            conn.execute(
+                update(events)
+                .where(events.c.event_id == event_id, events.c.status == "quarantined")
+                .values(status="replayed", reason=f"re-parsed as {result.event_id}")
+            )
+        return result
+
+    # retention
+
+    def purge(
+        self, now: datetime, retention: timedelta, dedup_retention: timedelta
+    ) -> dict[str, int]:
+        """Delete payloads and history older than `retention`, dedup keys after theirs.
+
+        Events with a delivery still pending are kept whatever their age.
+        """
+        cutoff = now - retention
+        still_pending = select(deliveries.c.event_id).where(deliveries.c.status == "pending")
+        with self._write() as conn:
+            old_events = select(events.c.event_id).where(
+                events.c.received_at < cutoff, events.c.event_id.not_in(still_pending)
+            )
+            old_deliveries = select(deliveries.c.id).where(deliveries.c.event_id.in_(old_events))
+            n_attempts = conn.execute(
+                delete(attempts).where(attempts.c.delivery_id.in_(old_deliveries))
+            ).rowcount
+            n_deliveries = conn.execute(
+                delete(deliveries).where(deliveries.c.event_id.in_(old_events))
+            ).rowcount
+            n_events = conn.execute(
+                delete(events).where(
+                    events.c.received_at < cutoff, events.c.event_id.not_in(still_pending)
+                )
+            ).rowcount
+            n_keys = conn.execute(
+                delete(dedup_keys).where(dedup_keys.c.first_seen_at < now - dedup_retention)
+            ).rowcount
+        return {
+            "events": n_events,
+            "deliveries": n_deliveries,
+            "attempts": n_attempts,
+            "dedup_keys": n_keys,
+        }
+
+
+def _new_delivery(event_id: str, connector: str, now: datetime) -> dict[str, Any]:
+    return {
+        "event_id": event_id,
+        "connector": connector,
+        "status": "pending",
+        "attempts": 0,
+        "next_attempt_at": now,
+        "created_at": now,
+        "updated_at": now,
+    }
+
+
+def load_lead_event(normalized: str, body: bytes) -> LeadEvent:
+    data = json.loads(normalized)
+    data["raw"] = json.loads(body)
+    return LeadEvent.model_validate(data)
+
+
+def dump_normalized(lead_event: LeadEvent) -> str:
+    """The normalized form without `raw` (the body is already stored once)."""
+    return lead_event.model_dump_json(exclude={"raw"})
+
+
+def _is_unavailable(exc: DBAPIError) -> bool:
+    # Operational errors are the server/file being unreachable, locked or read-only;
+    # integrity or programming errors are bugs and must not be hidden as 503s.
+    name = type(exc.orig).__name__ if exc.orig is not None else ""
+    return (
+        name in {"OperationalError", "InterfaceError"} or "OperationalError" in type(exc).__name__
+    )
+
+
+def _describe(exc: BaseException) -> str:
+    orig = getattr(exc, "orig", None) or exc
+    # The first line only: driver messages can go on to echo SQL and parameters.
+    return str(orig).strip().splitlines()[0] if str(orig).strip() else type(orig).__name__

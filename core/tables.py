@@ -1,0 +1,144 @@
+"""Database tables (SQLAlchemy Core). Alembic migrations in `migrations/` create the same.
+
+- `dedup_keys` holds one compact row per (source, idempotency key): it is the dedup
+  authority and outlives payloads (`dedup_retention`), so an old replay stays a duplicate.
+- `events` holds what was received (raw body, normalized form) until `retention`.
+- `deliveries` is the queue: one row per (event, connector), leased by workers.
+- `attempts` is the delivery history, one row per try.
+- `connector_state` records connectors disabled at run time (a webhook answered 410).
+"""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+from typing import Any
+
+from sqlalchemy import (
+    BigInteger,
+    Column,
+    DateTime,
+    ForeignKey,
+    Index,
+    Integer,
+    LargeBinary,
+    MetaData,
+    String,
+    Table,
+    Text,
+    UniqueConstraint,
+)
+from sqlalchemy.engine import Dialect
+from sqlalchemy.types import TypeDecorator
+
+
+class UTCDateTime(TypeDecorator[datetime]):
+    """Aware UTC datetimes in, aware UTC datetimes out, on SQLite and PostgreSQL alike."""
+
+    impl = DateTime
+    cache_ok = True
+
+    def process_bind_param(self, value: Any, dialect: Dialect) -> datetime | None:
+        if value is None:
+            return None
+        if value.tzinfo is None:
+            raise ValueError("naive datetime given to the store; use UTC-aware datetimes")
+        return value.astimezone(UTC).replace(tzinfo=None)
+
+    def process_result_value(self, value: Any, dialect: Dialect) -> datetime | None:
+        if value is None:
+            return None
+        return value.replace(tzinfo=UTC)
+
+
+metadata = MetaData()
+
+dedup_keys = Table(
+    "dedup_keys",
+    metadata,
+    Column("source", String(64), primary_key=True),
+    Column("idempotency_key", String(255), primary_key=True),
+    Column("event_id", String(40), nullable=False),
+    Column("first_seen_at", UTCDateTime, nullable=False, index=True),
+)
+
+events = Table(
+    "events",
+    metadata,
+    Column("event_id", String(40), primary_key=True),
+    Column("source", String(64), nullable=False),
+    Column("provider", String(32), nullable=False),
+    # accepted | ignored | quarantined
+    Column("status", String(16), nullable=False),
+    Column("type", String(32)),
+    Column("provider_event", String(128)),
+    Column("idempotency_key", String(255), nullable=False),
+    Column("lead_key", String(320)),
+    Column("occurred_at", UTCDateTime),
+    Column("received_at", UTCDateTime, nullable=False),
+    Column("body", LargeBinary),
+    # The provider-relevant request headers (never the signature), for re-parsing later.
+    Column("headers", Text),
+    # LeadEvent as JSON without `raw` (rebuilt from `body`), for accepted events.
+    Column("normalized", Text),
+    Column("reason", Text),
+    Index("ix_events_received_at", "received_at"),
+    Index("ix_events_source_status", "source", "status"),
+)
+
+deliveries = Table(
+    "deliveries",
+    metadata,
+    Column(
+        "id", BigInteger().with_variant(Integer, "sqlite"), primary_key=True, autoincrement=True
+    ),
+    Column(
+        "event_id",
+        String(40),
+        ForeignKey("events.event_id", ondelete="CASCADE"),
+        nullable=False,
+    ),
+    Column("connector", String(64), nullable=False),
+    # pending | delivered | skipped | dead
+    Column("status", String(16), nullable=False),
+    Column("attempts", Integer, nullable=False, default=0),
+    Column("next_attempt_at", UTCDateTime, nullable=False),
+    Column("lease_owner", String(64)),
+    Column("lease_expires_at", UTCDateTime),
+    Column("last_error", Text),
+    Column("created_at", UTCDateTime, nullable=False),
+    Column("updated_at", UTCDateTime, nullable=False),
+    Column("finished_at", UTCDateTime),
+    UniqueConstraint("event_id", "connector", name="uq_deliveries_event_connector"),
+    Index("ix_deliveries_due", "status", "connector", "next_attempt_at"),
+    Index("ix_deliveries_finished_at", "finished_at"),
+)
+
+attempts = Table(
+    "attempts",
+    metadata,
+    Column(
+        "id", BigInteger().with_variant(Integer, "sqlite"), primary_key=True, autoincrement=True
+    ),
+    Column(
+        "delivery_id",
+        BigInteger().with_variant(Integer, "sqlite"),
+        ForeignKey("deliveries.id", ondelete="CASCADE"),
+        nullable=False,
+        index=True,
+    ),
+    Column("number", Integer, nullable=False),
+    Column("worker", String(64), nullable=False),
+    Column("started_at", UTCDateTime, nullable=False),
+    Column("finished_at", UTCDateTime, nullable=False),
+    # delivered | retryable | rate_limited | permanent | skipped | lost_lease
+    Column("outcome", String(16), nullable=False),
+    Column("error", Text),
+)
+
+connector_state = Table(
+    "connector_state",
+    metadata,
+    Column("connector", String(64), primary_key=True),
+    Column("disabled_reason", Text),
+    Column("disabled_at", UTCDateTime),
+)

@@ -1,0 +1,426 @@
+"""The delivery worker: lease due deliveries, send them, record typed outcomes.
+
+One thread per connector, so a slow destination never delays another. A thread sleeps
+until it is woken (in-process after an ingest commit, or by PostgreSQL NOTIFY from other
+processes), until its next scheduled retry is due, or for `poll_interval` at most.
+
+Delivery is at-least-once: a worker that dies mid-batch leaves its lease to expire and
+another worker sends the batch again; connectors that can upsert or dedup make that
+effectively once.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import random
+import socket
+import threading
+import time
+import uuid
+from collections.abc import Callable, Mapping, Sequence
+from datetime import datetime, timedelta
+
+from sqlalchemy.engine import make_url
+
+from leadrelay.connectors.base import (
+    Connector,
+    Delivered,
+    Outcome,
+    Permanent,
+    RateLimited,
+    Retryable,
+    Skipped,
+)
+from leadrelay.connectors.registry import connector_class
+from leadrelay.core import metrics
+from leadrelay.core.config import Config, DeliveryConfig
+from leadrelay.core.logs import fields
+from leadrelay.core.schema import Activity, LeadEvent
+from leadrelay.core.store import (
+    NOTIFY_CHANNEL,
+    ClaimedDelivery,
+    DeliveryUpdate,
+    Store,
+    StoreUnavailable,
+    utcnow,
+)
+
+log = logging.getLogger("leadrelay.worker")
+
+Clock = Callable[[], datetime]
+PURGE_EVERY = timedelta(hours=1)
+_DISABLED_CACHE_S = 2.0
+_MAX_ERROR_CHARS = 2000
+
+
+def build_connectors(config: Config) -> dict[str, Connector]:
+    return {
+        name: connector_class(options.type)(name, options)
+        for name, options in config.connectors.items()
+    }
+
+
+def outcome_label(outcome: Outcome) -> str:
+    return {
+        Delivered: "delivered",
+        Skipped: "skipped",
+        Retryable: "retryable",
+        RateLimited: "rate_limited",
+        Permanent: "permanent",
+    }[type(outcome)]
+
+
+def decide(
+    outcome: Outcome,
+    claimed: ClaimedDelivery,
+    *,
+    now: datetime,
+    started_at: datetime,
+    policy: DeliveryConfig,
+    rng: Callable[[], float] = random.random,
+) -> DeliveryUpdate:
+    """The next state of a delivery after one try: the retry policy in one place."""
+    spent = claimed.attempts + 1
+    common = {"id": claimed.id, "outcome": outcome_label(outcome), "started_at": started_at}
+    if isinstance(outcome, Delivered):
+        return DeliveryUpdate(
+            **common,
+            status="delivered",
+            attempts=spent,
+            next_attempt_at=now,
+            last_error=None,
+            attempt_number=spent,
+        )
+    if isinstance(outcome, Skipped):
+        return DeliveryUpdate(
+            **common,
+            status="skipped",
+            attempts=spent,
+            next_attempt_at=now,
+            last_error=outcome.reason[:_MAX_ERROR_CHARS],
+            attempt_number=spent,
+        )
+    if isinstance(outcome, Permanent):
+        return DeliveryUpdate(
+            **common,
+            status="dead",
+            attempts=spent,
+            next_attempt_at=now,
+            last_error=outcome.error[:_MAX_ERROR_CHARS],
+            attempt_number=spent,
+        )
+    if isinstance(outcome, RateLimited):
+        # Not a spent attempt: the destination is healthy, just asking us to pace.
+        delay = min(timedelta(seconds=outcome.retry_after), policy.max_retry_after)
+        return DeliveryUpdate(
+            **common,
+            status="pending",
+            attempts=claimed.attempts,
+            next_attempt_at=now + max(delay, timedelta(seconds=0)),
+            last_error=outcome.error[:_MAX_ERROR_CHARS],
+            attempt_number=spent,
+        )
+    error = outcome.error[:_MAX_ERROR_CHARS]
+    if spent >= policy.max_attempts:
+        return DeliveryUpdate(
+            **common,
+            status="dead",
+            attempts=spent,
+            next_attempt_at=now,
+            last_error=f"gave up after {spent} attempts: {error}",
+            attempt_number=spent,
+        )
+    delay = policy.delay_after(spent)
+    jittered = delay * (1 + policy.jitter * rng())
+    return DeliveryUpdate(
+        **common,
+        status="pending",
+        attempts=spent,
+        next_attempt_at=now + jittered,
+        last_error=error,
+        attempt_number=spent,
+    )
+
+
+class Worker:
+    def __init__(
+        self,
+        config: Config,
+        store: Store,
+        connectors: Mapping[str, Connector] | None = None,
+        *,
+        worker_id: str | None = None,
+        clock: Clock = utcnow,
+        rng: Callable[[], float] = random.random,
+    ) -> None:
+        self.config = config
+        self.store = store
+        self.connectors = dict(connectors) if connectors is not None else build_connectors(config)
+        self.worker_id = worker_id or f"{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:6]}"
+        self.clock = clock
+        self.rng = rng
+        self._stopping = threading.Event()
+        self._wake = {name: threading.Event() for name in self.connectors}
+        self._threads: list[threading.Thread] = []
+        self._disabled: frozenset[str] = frozenset()
+        self._disabled_read_at = float("-inf")
+
+    # -- one batch, the unit the tests drive ---------------------------------------------
+
+    def enabled(self, name: str) -> bool:
+        """Enabled in YAML and not disabled at run time (re-read at most every few seconds)."""
+        if not self.config.connectors[name].enabled:
+            return False
+        now = time.monotonic()
+        if now - self._disabled_read_at > _DISABLED_CACHE_S:
+            self._disabled = frozenset(self.store.disabled_connectors())
+            self._disabled_read_at = now
+        return name not in self._disabled
+
+    def run_once(self, name: str) -> int:
+        """Claim and process one batch of `name`; returns how many deliveries it handled."""
+        connector = self.connectors[name]
+        if not self.enabled(name):
+            return 0
+        now = self.clock()
+        batch = self.store.claim(
+            name, self.worker_id, connector.batch_size, now, self.config.delivery.lease
+        )
+        if not batch:
+            return 0
+        if self._stopping.is_set():
+            self.store.release(self.worker_id, [c.id for c in batch])
+            return 0
+        started_at = now
+        outcomes = self._send(connector, batch)
+        finished_at = self.clock()
+        updates = [
+            decide(
+                outcome,
+                claimed,
+                now=finished_at,
+                started_at=started_at,
+                policy=self.config.delivery,
+                rng=self.rng,
+            )
+            for claimed, outcome in zip(batch, outcomes, strict=True)
+        ]
+        self._complete(updates, finished_at)
+        for claimed, outcome, upd in zip(batch, outcomes, updates, strict=True):
+            self._observe(name, claimed, outcome, upd, finished_at)
+        self._honour_disable_request(connector)
+        return len(batch)
+
+    def _send(self, connector: Connector, batch: Sequence[ClaimedDelivery]) -> list[Outcome]:
+        try:
+            outcomes = list(connector.send([c.event for c in batch]))
+        except Exception as exc:
+            # A connector bug must not take the worker down; the batch is retried.
+            log.exception(
+                "connector raised instead of returning outcomes",
+                extra=fields(connector=connector.name),
+            )
+            return [Retryable(f"connector error: {type(exc).__name__}")] * len(batch)
+        if len(outcomes) != len(batch):
+            error = f"connector returned {len(outcomes)} outcomes for {len(batch)} events"
+            return [Retryable(error)] * len(batch)
+        return outcomes
+
+    def _complete(self, updates: list[DeliveryUpdate], now: datetime) -> None:
+        # If the store is briefly down, keep trying while our lease holds; after that
+        # another worker will take the batch again (at-least-once).
+        for attempt in range(5):
+            try:
+                self.store.complete(self.worker_id, updates, now)
+                return
+            except StoreUnavailable:
+                if self._stopping.wait(0.2 * 2**attempt):
+                    break
+        log.error(
+            "could not record delivery outcomes; they will be retried after the lease expires",
+            extra=fields(deliveries=[u.id for u in updates]),
+        )
+
+    def _observe(
+        self,
+        name: str,
+        claimed: ClaimedDelivery,
+        outcome: Outcome,
+        update: DeliveryUpdate,
+        now: datetime,
+    ) -> None:
+        metrics.DELIVERY_ATTEMPTS.labels(name, update.outcome).inc()
+        if update.status == "delivered":
+            metrics.DELIVERY_LATENCY.labels(name).observe(
+                max((now - claimed.event.received_at).total_seconds(), 0.0)
+            )
+        level = logging.WARNING if update.status == "dead" else logging.INFO
+        log.log(
+            level,
+            "delivery %s",
+            update.status,
+            extra=fields(
+                event_id=claimed.event_id,
+                source=claimed.event.source,
+                connector=name,
+                outcome=update.outcome,
+                status=update.status,
+                attempt=update.attempt_number,
+                next_attempt_at=update.next_attempt_at.isoformat()
+                if update.status == "pending"
+                else None,
+                error=update.last_error,
+            ),
+        )
+        if update.status == "dead":
+            self._notify_dead(name, claimed.event, update.last_error or "")
+
+    def _notify_dead(self, name: str, event: LeadEvent, error: str) -> None:
+        """Best effort: tell the connector named in `on_dead` (e.g. Slack) what died."""
+        target = self.config.connectors[name].on_dead
+        notifier = self.connectors.get(target) if target else None
+        if notifier is None:
+            return
+        notice = event.model_copy(
+            update={
+                "activity": Activity(
+                    kind="delivery_dead",
+                    text=f"Delivery to {name} failed for good: {error}",
+                    context={"connector": name, "event_id": event.event_id},
+                )
+            }
+        )
+        try:
+            outcome = notifier.send([notice])[0]
+        except Exception:
+            log.exception("on_dead notification raised", extra=fields(connector=target))
+            return
+        log.info(
+            "on_dead notification %s",
+            outcome_label(outcome),
+            extra=fields(connector=target, event_id=event.event_id, dead_connector=name),
+        )
+
+    def _honour_disable_request(self, connector: Connector) -> None:
+        # A destination that said 410 Gone asks not to be called again (Standard Webhooks).
+        reason = getattr(connector, "disable_requested", None)
+        if reason:
+            self.store.set_connector_disabled(connector.name, reason)
+            self._disabled_read_at = float("-inf")
+            log.warning(
+                "connector disabled at the destination's request; `connectors enable %s` "
+                "resumes it",
+                connector.name,
+                extra=fields(connector=connector.name, reason=reason),
+            )
+            connector.disable_requested = None  # type: ignore[attr-defined]
+
+    # -- running --------------------------------------------------------------------------
+
+    def wake(self) -> None:
+        for event in self._wake.values():
+            event.set()
+
+    def drain(self, name: str | None = None, max_batches: int = 10_000) -> int:
+        """Process every due delivery now (tests and `connectors test --live`)."""
+        names = [name] if name else list(self.connectors)
+        total = 0
+        for _ in range(max_batches):
+            handled = sum(self.run_once(n) for n in names)
+            total += handled
+            if not handled:
+                break
+        return total
+
+    def start(self) -> None:
+        for name in self.connectors:
+            thread = threading.Thread(
+                target=self._loop, args=(name,), name=f"worker-{name}", daemon=True
+            )
+            thread.start()
+            self._threads.append(thread)
+        if self.store.dialect == "postgresql":
+            listener = threading.Thread(target=self._listen, name="worker-listen", daemon=True)
+            listener.start()
+            self._threads.append(listener)
+        purger = threading.Thread(target=self._purge_loop, name="worker-purge", daemon=True)
+        purger.start()
+        self._threads.append(purger)
+        log.info(
+            "worker started",
+            extra=fields(worker=self.worker_id, connectors=sorted(self.connectors)),
+        )
+
+    def stop(self, timeout: float = 30.0) -> None:
+        """Stop claiming, let in-flight batches finish and record their outcomes."""
+        self._stopping.set()
+        self.wake()
+        for thread in self._threads:
+            thread.join(timeout=timeout)
+        for connector in self.connectors.values():
+            connector.close()
+        log.info("worker stopped", extra=fields(worker=self.worker_id))
+
+    def wait(self) -> None:
+        """Block until `stop` is called (by a signal handler)."""
+        while not self._stopping.wait(3600):
+            pass
+
+    def _loop(self, name: str) -> None:
+        poll = self.config.delivery.poll_interval.total_seconds()
+        wake = self._wake[name]
+        while not self._stopping.is_set():
+            wake.clear()
+            try:
+                handled = self.run_once(name)
+            except StoreUnavailable as exc:
+                log.warning("store unavailable", extra=fields(connector=name, error=str(exc)))
+                handled = 0
+            except Exception:
+                log.exception("worker loop error", extra=fields(connector=name))
+                handled = 0
+            if handled:
+                continue
+            wake.wait(self._idle_timeout(name, poll))
+
+    def _idle_timeout(self, name: str, poll: float) -> float:
+        try:
+            due = self.store.next_due_at(name)
+        except StoreUnavailable:
+            return poll
+        if due is None:
+            return poll
+        return min(poll, max((due - self.clock()).total_seconds(), 0.01))
+
+    def _listen(self) -> None:
+        """PostgreSQL LISTEN: wake on deliveries committed by other processes."""
+        import psycopg
+
+        url = make_url(self.store.url).set(drivername="postgresql")
+        dsn = url.render_as_string(hide_password=False)
+        while not self._stopping.is_set():
+            try:
+                with psycopg.connect(dsn, autocommit=True, connect_timeout=3) as conn:
+                    conn.execute(f"LISTEN {NOTIFY_CHANNEL}")
+                    while not self._stopping.is_set():
+                        for _ in conn.notifies(timeout=1.0, stop_after=1):
+                            self.wake()
+            except psycopg.Error as exc:
+                first_line = (str(exc).splitlines() or [type(exc).__name__])[0]
+                log.warning(
+                    "LISTEN connection lost; polling meanwhile", extra=fields(error=first_line)
+                )
+                self._stopping.wait(2.0)
+
+    def _purge_loop(self) -> None:
+        while True:
+            try:
+                counts = self.store.purge(
+                    self.clock(), self.config.retention, self.config.dedup_retention
+                )
+                log.info("purged old data", extra=fields(**counts))
+            except Exception:
+                log.exception("purge failed")
+            if self._stopping.wait(PURGE_EVERY.total_seconds()):
+                return

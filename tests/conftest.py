@@ -1,0 +1,145 @@
+"""Shared fixtures: stores on SQLite and PostgreSQL, configs, signed requests."""
+
+from __future__ import annotations
+
+import json
+import os
+import uuid
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from leadrelay.connectors.registry import BUILTIN_CONNECTORS
+from leadrelay.core.config import Config, parse_config
+from leadrelay.core.providers import PROVIDERS
+from leadrelay.core.store import Store
+from tests.recording import RecordingConnector
+
+BUILTIN_CONNECTORS.setdefault("recording", "tests.recording:RecordingConnector")
+
+POSTGRES_URL = os.environ.get(
+    "LEADRELAY_TEST_POSTGRES_URL", "postgresql+psycopg://postgres@127.0.0.1:5432/test"
+)
+FIXTURES = Path(__file__).parent / "fixtures"
+
+SECRETS = {
+    "gitleads": "gitleads-test-secret",
+    "gitproductivity": "gitproductivity-test-secret",
+    "leadshark": "leadshark-test-secret",
+    "leadhub": "leadhub-test-secret",
+}
+
+
+def postgres_unavailable_reason() -> str | None:
+    try:
+        import psycopg
+
+        dsn = POSTGRES_URL.replace("postgresql+psycopg://", "postgresql://")
+        with psycopg.connect(dsn, connect_timeout=3) as conn:
+            conn.execute("SELECT 1")
+    except Exception as exc:
+        first = (str(exc).splitlines() or [type(exc).__name__])[0]
+        return (
+            f"PostgreSQL not reachable at {POSTGRES_URL} ({first}); set LEADRELAY_TEST_POSTGRES_URL"
+        )
+    return None
+
+
+@pytest.fixture(scope="session")
+def postgres_base_url() -> str:
+    reason = postgres_unavailable_reason()
+    if reason:
+        pytest.skip(reason)
+    return POSTGRES_URL
+
+
+@pytest.fixture
+def postgres_url(postgres_base_url: str) -> Iterator[str]:
+    """A private schema per test, dropped afterwards, so tests never see each other's rows."""
+    import psycopg
+
+    schema = f"lr_test_{uuid.uuid4().hex[:10]}"
+    dsn = postgres_base_url.replace("postgresql+psycopg://", "postgresql://")
+    with psycopg.connect(dsn, autocommit=True) as conn:
+        conn.execute(f"CREATE SCHEMA {schema}")
+    separator = "&" if "?" in postgres_base_url else "?"
+    yield f"{postgres_base_url}{separator}options=-csearch_path%3D{schema}"
+    with psycopg.connect(dsn, autocommit=True) as conn:
+        conn.execute(f"DROP SCHEMA {schema} CASCADE")
+
+
+@pytest.fixture
+def sqlite_url(tmp_path: Path) -> str:
+    return f"sqlite:///{tmp_path / 'leadrelay.db'}"
+
+
+@pytest.fixture(params=["sqlite", pytest.param("postgres", marks=pytest.mark.postgres)])
+def store_url(request: pytest.FixtureRequest) -> str:
+    if request.param == "sqlite":
+        return request.getfixturevalue("sqlite_url")
+    return request.getfixturevalue("postgres_url")
+
+
+@pytest.fixture(autouse=True)
+def _reset_recording() -> Iterator[None]:
+    RecordingConnector.reset()
+    yield
+    RecordingConnector.reset()
+
+
+def config_dict(store_url: str, **overrides: Any) -> dict[str, Any]:
+    data: dict[str, Any] = {
+        "store": store_url,
+        "sources": {
+            name: {"provider": name, "secrets": [secret]} for name, secret in SECRETS.items()
+        },
+        "connectors": {"rec": {"type": "recording"}},
+        "delivery": {"max_attempts": 3, "backoff": ["30s", "2m"], "jitter": 0},
+    }
+    data.update(overrides)
+    return data
+
+
+def make_config(store_url: str, **overrides: Any) -> Config:
+    return parse_config(config_dict(store_url, **overrides), "test.yaml", env={})
+
+
+def migrated_store(url: str) -> Store:
+    store = Store(url)
+    store.migrate()
+    return store
+
+
+def fixture_body(provider: str, name: str) -> bytes:
+    """A doc sample payload as compact JSON bytes."""
+    payload = json.loads((FIXTURES / provider / name).read_text(encoding="utf-8"))
+    return json.dumps(payload, separators=(",", ":"), ensure_ascii=False).encode()
+
+
+def signed_headers(provider: str, body: bytes, secret: str | None = None) -> dict[str, str]:
+    headers = {"Content-Type": "application/json"}
+    headers.update(PROVIDERS[provider].sign(body, secret or SECRETS[provider]))
+    if provider == "leadshark":
+        headers["X-Webhook-Event"] = json.loads(body)["event"]
+    return headers
+
+
+def gitleads_body(n: int, *, event: str = "lead.created") -> bytes:
+    """A distinct, valid GitLeads event per `n`."""
+    return json.dumps(
+        {
+            "event": event,
+            "timestamp": f"2026-04-24T10:{n // 60 % 60:02d}:{n % 60:02d}Z",
+            "data": {
+                "id": f"lead_{n}",
+                "signal_type": "stargazer",
+                "signal_source": "competitor/their-sdk",
+                "github_username": f"dev{n}",
+                "name": f"Dev Number{n}",
+                "email": f"dev{n}@example.com",
+                "company": "Acme",
+            },
+        }
+    ).encode()
