@@ -37,14 +37,24 @@ def connector_class(type_name: str) -> type[Connector]:
     target = BUILTIN_CONNECTORS.get(type_name)
     if target is not None:
         module_name, _, attr = target.partition(":")
-        cls = getattr(importlib.import_module(module_name), attr)
+        try:
+            cls = getattr(importlib.import_module(module_name), attr)
+        except (ImportError, AttributeError) as exc:
+            raise UnknownConnectorType(
+                f"connector type {type_name!r} could not be loaded: {exc}"
+            ) from None
     else:
         matches = [ep for ep in entry_points(group=ENTRY_POINT_GROUP) if ep.name == type_name]
         if not matches:
             raise UnknownConnectorType(
                 f"unknown connector type {type_name!r}; available: {', '.join(available_types())}"
             )
-        cls = matches[0].load()
+        try:
+            cls = matches[0].load()
+        except Exception as exc:
+            raise UnknownConnectorType(
+                f"plugin connector {type_name!r} could not be loaded: {type(exc).__name__}: {exc}"
+            ) from None
     if not (isinstance(cls, type) and issubclass(cls, Connector)):
         raise UnknownConnectorType(f"{type_name!r} does not name a Connector subclass")
     return cls

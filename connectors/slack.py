@@ -38,6 +38,11 @@ from datetime import datetime
 from typing import Any, ClassVar, Literal
 from urllib.parse import urlsplit
 
+from pydantic import ConfigDict, Field, SecretStr, field_validator, model_validator
+from slack_sdk import WebClient
+from slack_sdk.errors import SlackApiError, SlackClientError
+from slack_sdk.webhook import WebhookClient
+
 from leadrelay.connectors.base import (
     ConnectionCheckFailed,
     Connector,
@@ -51,10 +56,6 @@ from leadrelay.connectors.base import (
     scrub,
 )
 from leadrelay.core.schema import LeadEvent
-from pydantic import ConfigDict, Field, SecretStr, field_validator, model_validator
-from slack_sdk import WebClient
-from slack_sdk.errors import SlackApiError, SlackClientError
-from slack_sdk.webhook import WebhookClient
 
 logger = logging.getLogger(__name__)
 
@@ -110,8 +111,7 @@ _HINTS: dict[str, str] = {
     "restricted_action": "a workspace preference prevents the app from posting there",
     "restricted_action_read_only_channel": "the channel is read-only for the app",
     "invalid_blocks": "Slack refused the message layout (a leadrelay bug: please report it)",
-    "invalid_blocks_format": "Slack refused the message layout (a leadrelay bug: please "
-    "report it)",
+    "invalid_blocks_format": "Slack refused the message layout (a leadrelay bug: please report it)",
     "msg_too_long": "the message text is too long",
     "msg_blocks_too_long": "the message blocks are too long in total",
     "no_text": "the message had no text",
@@ -299,11 +299,7 @@ def _links(event: LeadEvent) -> list[str]:
     if not github and lead.github_username and _GITHUB_USERNAME.match(lead.github_username):
         github = f"https://github.com/{lead.github_username}"
     linkedin = lead.linkedin_url
-    if (
-        not linkedin
-        and lead.linkedin_username
-        and _LINKEDIN_USERNAME.match(lead.linkedin_username)
-    ):
+    if not linkedin and lead.linkedin_username and _LINKEDIN_USERNAME.match(lead.linkedin_username):
         linkedin = f"https://www.linkedin.com/in/{lead.linkedin_username}"
     candidates = [
         safe_link(github, "GitHub"),
@@ -385,9 +381,7 @@ def build_message(event: LeadEvent) -> dict[str, Any]:
 
     links = _links(event)
     if links:
-        blocks.append(
-            {"type": "section", "text": {"type": "mrkdwn", "text": "  ·  ".join(links)}}
-        )
+        blocks.append({"type": "section", "text": {"type": "mrkdwn", "text": "  ·  ".join(links)}})
 
     context = " · ".join(
         p
@@ -482,6 +476,8 @@ class SlackConnector(Connector[SlackOptions]):
     def __init__(self, name: str, options: SlackOptions) -> None:
         super().__init__(name, options)
         timeout = options.timeout
+        self._secrets = _secret_fragments(options)
+        sdk_logger = _sdk_logger(name, self._secrets)
         self._web: WebClient | None = None
         self._webhook: WebhookClient | None = None
         # retry_handlers=[]: see the module docstring; the engine retries, not the SDK.
@@ -490,7 +486,7 @@ class SlackConnector(Connector[SlackOptions]):
                 url=options.webhook_url.get_secret_value(),
                 timeout=timeout,  # type: ignore[arg-type]  # urllib takes float seconds
                 retry_handlers=[],
-                logger=logger,
+                logger=sdk_logger,
             )
         else:
             assert options.token is not None
@@ -499,7 +495,7 @@ class SlackConnector(Connector[SlackOptions]):
                 base_url=options.base_url,
                 timeout=timeout,  # type: ignore[arg-type]
                 retry_handlers=[],
-                logger=logger,
+                logger=sdk_logger,
             )
 
     # -- what is sent
@@ -529,9 +525,6 @@ class SlackConnector(Connector[SlackOptions]):
     def send(self, batch: Sequence[LeadEvent]) -> list[Outcome]:
         return [self._send_one(event) for event in batch]
 
-    def _secrets(self) -> tuple[SecretStr | None, ...]:
-        return (self.options.token, self.options.webhook_url)
-
     def _send_one(self, event: LeadEvent) -> Outcome:
         body = self.payload(event)
         try:
@@ -557,7 +550,7 @@ class SlackConnector(Connector[SlackOptions]):
             outcome = Retryable(f"cannot reach Slack: {_network_reason(exc)}")
         except SlackClientError as exc:
             outcome = Permanent(f"Slack client refused the request: {exc}")
-        return _scrubbed(outcome, *self._secrets())
+        return _scrubbed(outcome, *self._secrets)
 
     # -- checks
 
@@ -578,10 +571,10 @@ class SlackConnector(Connector[SlackOptions]):
                 assert self._web is not None
                 self._check_token(self._web)
         except ConnectionCheckFailed as exc:
-            raise ConnectionCheckFailed(scrub(str(exc), *self._secrets())) from None
+            raise ConnectionCheckFailed(scrub(str(exc), *self._secrets)) from None
         except (OSError, http.client.HTTPException) as exc:
             raise ConnectionCheckFailed(
-                scrub(f"cannot reach Slack: {_network_reason(exc)}", *self._secrets())
+                scrub(f"cannot reach Slack: {_network_reason(exc)}", *self._secrets)
             ) from None
 
     def _check_webhook(self, client: WebhookClient) -> None:
@@ -651,6 +644,49 @@ class SlackConnector(Connector[SlackOptions]):
 # -- small helpers ------------------------------------------------------------------------
 
 
+def _secret_fragments(options: SlackOptions) -> tuple[str, ...]:
+    """The token, and the webhook URL with the parts of it that are enough to post."""
+    fragments: list[str] = []
+    if options.token is not None:
+        fragments.append(options.token.get_secret_value())
+    if options.webhook_url is not None:
+        url = options.webhook_url.get_secret_value()
+        path = urlsplit(url).path
+        fragments += [url, path]
+        last_segment = path.rstrip("/").rsplit("/", 1)[-1]
+        if len(last_segment) >= 8:
+            fragments.append(last_segment)
+    # Longest first, so a URL is replaced whole rather than around its path.
+    return tuple(sorted((f for f in fragments if f), key=len, reverse=True))
+
+
+class _ScrubSecrets(logging.Filter):
+    """Removes this connector's secrets from what the SDK logs (bodies, URLs, errors)."""
+
+    def __init__(self, secrets: tuple[str, ...]) -> None:
+        super().__init__()
+        self.secrets = secrets
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        record.msg = scrub(record.getMessage(), *self.secrets)
+        record.args = None
+        return True
+
+
+def _sdk_logger(connector_name: str, secrets: tuple[str, ...]) -> logging.Logger:
+    """A logger for the SDK that never shows secrets.
+
+    The SDK logs whole request URLs and bodies at DEBUG (the webhook URL is the secret) and
+    response bodies at ERROR; INFO as the floor skips the dumps, the filter scrubs the rest.
+    """
+    sdk_logger = logging.getLogger(f"{__name__}.sdk.{connector_name}")
+    sdk_logger.setLevel(logging.INFO)
+    for old in [f for f in sdk_logger.filters if isinstance(f, _ScrubSecrets)]:
+        sdk_logger.removeFilter(old)
+    sdk_logger.addFilter(_ScrubSecrets(secrets))
+    return sdk_logger
+
+
 def _network_reason(exc: BaseException) -> str:
     reason = getattr(exc, "reason", None)  # URLError wraps the socket error
     inner = reason if isinstance(reason, BaseException) else exc
@@ -674,7 +710,7 @@ def _outcome_text(outcome: Outcome) -> str:
     return repr(outcome)
 
 
-def _scrubbed(outcome: Outcome, *secrets: SecretStr | None) -> Outcome:
+def _scrubbed(outcome: Outcome, *secrets: str) -> Outcome:
     if isinstance(outcome, Retryable):
         return Retryable(scrub(outcome.error, *secrets))
     if isinstance(outcome, Permanent):

@@ -7,6 +7,7 @@ non-zero on failure, and never prints a secret.
 from __future__ import annotations
 
 import json
+import os
 import signal
 import sys
 from collections.abc import Sequence
@@ -328,6 +329,151 @@ def enable(config_path: str | None, connector: str) -> None:
     click.echo(f"{connector} enabled; its pending deliveries resume")
 
 
+@main.command("test")
+@CONFIG_OPTION
+@click.option("--source", "source_names", multiple=True, help="Only these sources (repeatable).")
+@click.option("--event", "event_names", multiple=True, help="Only these provider events.")
+@click.option(
+    "--payload",
+    "payload_files",
+    multiple=True,
+    type=click.Path(exists=True, dir_okay=False),
+    help="Your own payload or captured-request file(s) instead of the bundled samples "
+    "(needs exactly one --source).",
+)
+@click.option("--live", is_flag=True, help="Really send to the connectors (default: dry run).")
+@click.option("--json", "as_json", is_flag=True, help="Machine-readable results.")
+@click.option("--show-requests/--hide-requests", default=True, help="Print what would be sent.")
+def test_command(
+    config_path: str | None,
+    source_names: tuple[str, ...],
+    event_names: tuple[str, ...],
+    payload_files: tuple[str, ...],
+    live: bool,
+    as_json: bool,
+    show_requests: bool,
+) -> None:
+    """Run sample payloads through verify → normalize → route → every matching connector.
+
+    Dry run by default: nothing is stored or sent; each connector prints exactly what it
+    would send. Exits 1 if any payload fails verification or parsing, or (with --live) any
+    connector does not deliver.
+    """
+    from pathlib import Path
+
+    from leadrelay.core.sample_run import run_sample
+    from leadrelay.core.samples import bundled_sample_files, event_name_of, load_request
+    from leadrelay.core.worker import build_connectors
+
+    config = _load(config_path)
+    unknown = [s for s in source_names if s not in config.sources]
+    if unknown:
+        raise click.UsageError(f"unknown source(s): {', '.join(unknown)}")
+    sources = list(source_names) or list(config.sources)
+    if payload_files and len(sources) != 1:
+        raise click.UsageError(
+            "--payload needs exactly one --source (whose provider and secret apply)"
+        )
+    connectors = build_connectors(config)
+    plan: list[tuple[str, Path]] = []
+    for source in sources:
+        provider = config.sources[source].provider
+        files = [Path(p) for p in payload_files] or bundled_sample_files(provider)
+        plan += [
+            (source, f)
+            for f in files
+            if not event_names or payload_files or event_name_of(f) in event_names
+        ]
+    if not plan:
+        raise click.UsageError("no sample payloads matched the given --source/--event")
+    results = []
+    with click.progressbar(
+        plan, label="running samples", file=sys.stderr, hidden=len(plan) < 20 or as_json
+    ) as bar:
+        for source, path in bar:
+            secrets = config.sources[source].secret_values()
+            try:
+                request = load_request(
+                    config.sources[source].provider, path, secrets[0] if secrets else None
+                )
+            except ValueError as exc:
+                raise click.ClickException(str(exc)) from None
+            results.append(run_sample(config, connectors, source, request, live=live))
+    for connector in connectors.values():
+        connector.close()
+    if as_json:
+        click.echo(json.dumps([r.as_dict() for r in results], indent=2, default=_json_default))
+    else:
+        _print_sample_results(results, show_requests, live)
+    if not all(r.ok for r in results):
+        sys.exit(1)
+
+
+def _print_sample_results(results: Sequence[Any], show_requests: bool, live: bool) -> None:
+    for r in results:
+        verdict = click.style("ok", fg="green") if r.ok else click.style("FAILED", fg="red")
+        click.echo(f"{r.source}/{r.sample}: {r.status} [{verdict}]")
+        if r.message:
+            click.echo(f"  {r.message}")
+        if r.type:
+            lead = r.lead or {}
+            who = " · ".join(
+                str(lead[k]) for k in ("key", "full_name", "title", "company") if lead.get(k)
+            )
+            click.echo(f"  {r.provider_event} → {r.type}: {who}")
+        for c in r.connectors:
+            state = "" if c.enabled else " (disabled in config)"
+            click.echo(f"  → {c.connector} ({c.type}{state}): {c.outcome} {c.detail}".rstrip())
+            if show_requests and c.request is not None:
+                text = json.dumps(c.request, indent=2, ensure_ascii=False, default=_json_default)
+                click.echo("\n".join("      " + line for line in text.splitlines()))
+    failed = sum(not r.ok for r in results)
+    mode = "live" if live else "dry run"
+    click.echo(f"\n{len(results)} payloads, {len(results) - failed} ok, {failed} failed ({mode})")
+
+
+@main.command()
+@CONFIG_OPTION
+@click.argument("source")
+@click.argument("event", required=False)
+@click.option(
+    "--url", default="http://127.0.0.1:8000", show_default=True, help="Receiver base URL."
+)
+@click.option(
+    "--get", "send_get", is_flag=True, help="Send the GET a provider's test button sends."
+)
+def trigger(
+    config_path: str | None, source: str, event: str | None, url: str, send_get: bool
+) -> None:
+    """POST a correctly signed sample of SOURCE's provider to a running receiver."""
+    import requests
+
+    from leadrelay.core.samples import bundled_sample_files, event_name_of, load_request
+
+    config = _load(config_path)
+    if source not in config.sources:
+        raise click.UsageError(f"unknown source {source!r}; one of: {', '.join(config.sources)}")
+    target = f"{url.rstrip('/')}/webhooks/{source}"
+    try:
+        if send_get:
+            response = requests.get(target, timeout=10)
+        else:
+            provider = config.sources[source].provider
+            samples = bundled_sample_files(provider)
+            chosen = [p for p in samples if event is None or event_name_of(p) == event]
+            if not chosen:
+                names = ", ".join(event_name_of(p) for p in samples)
+                raise click.UsageError(f"no {provider} sample for {event!r}; one of: {names}")
+            secrets = config.sources[source].secret_values()
+            request = load_request(provider, chosen[0], secrets[0] if secrets else None)
+            response = requests.post(target, data=request.body, headers=request.headers, timeout=10)
+    except requests.RequestException as exc:
+        raise click.ClickException(f"could not reach {target}: {type(exc).__name__}") from None
+    click.echo(f"{response.status_code} {response.text.strip()}")
+    if not response.ok:
+        sys.exit(1)
+
+
 @main.command()
 @CONFIG_OPTION
 @click.option("--check-connections", is_flag=True, help="Also log in to each destination.")
@@ -358,5 +504,18 @@ def validate(config_path: str | None, check_connections: bool) -> None:
         sys.exit(1)
 
 
+def entry() -> None:
+    """Console-script entry: unexpected errors become one line, not a traceback."""
+    try:
+        main(standalone_mode=True)
+    except Exception as exc:  # click handles its own errors and exits before this
+        if os.environ.get("LEADRELAY_DEBUG"):
+            raise
+        click.echo(
+            f"error: {type(exc).__name__}: {exc} (set LEADRELAY_DEBUG=1 for a traceback)", err=True
+        )
+        sys.exit(2)
+
+
 if __name__ == "__main__":
-    main()
+    entry()

@@ -3,11 +3,14 @@
 from __future__ import annotations
 
 import json
+import logging
 import socket
 from collections.abc import Iterator
 from typing import Any
 
 import pytest
+from pydantic import ValidationError
+
 from leadrelay.connectors.base import (
     ConnectionCheckFailed,
     Delivered,
@@ -18,8 +21,6 @@ from leadrelay.connectors.base import (
 from leadrelay.connectors.registry import connector_class
 from leadrelay.connectors.slack import SlackConnector, SlackOptions, build_message, fit
 from leadrelay.core.schema import Activity
-from pydantic import ValidationError
-
 from tests.factories import make_event
 from tests.fakes.server import RunningServer, serve
 from tests.fakes.slack import MAX_FIELD_TEXT, MAX_HEADER, MAX_SECTION_TEXT, FakeSlack
@@ -39,16 +40,25 @@ def _no_proxy(monkeypatch: pytest.MonkeyPatch) -> None:
         monkeypatch.delenv(name, raising=False)
 
 
-@pytest.fixture
-def fake() -> FakeSlack:
-    return FakeSlack()
+@pytest.fixture(scope="module")
+def _served() -> Iterator[tuple[FakeSlack, RunningServer]]:
+    # One server for the module (stopping one costs half a second); state resets per test.
+    shared = FakeSlack()
+    with serve(shared.app) as running:
+        yield shared, running
 
 
 @pytest.fixture
-def server(fake: FakeSlack) -> Iterator[RunningServer]:
-    with serve(fake.app) as running:
-        yield running
-        fake.release()
+def fake(_served: tuple[FakeSlack, RunningServer]) -> Iterator[FakeSlack]:
+    shared = _served[0]
+    shared.reset()
+    yield shared
+    shared.release()
+
+
+@pytest.fixture
+def server(_served: tuple[FakeSlack, RunningServer], fake: FakeSlack) -> RunningServer:
+    return _served[1]
 
 
 def token_connector(server: RunningServer, fake: FakeSlack, **overrides: Any) -> SlackConnector:
@@ -108,7 +118,10 @@ def test_registry_resolves_the_slack_type() -> None:
     [
         ({}, "exactly one of `webhook_url`"),
         (
-            {"webhook_url": "https://hooks.slack.com/services/T1/B1/s3cr3t", "token": "xoxb-s3cr3t"},
+            {
+                "webhook_url": "https://hooks.slack.com/services/T1/B1/s3cr3t",
+                "token": "xoxb-s3cr3t",
+            },
             "exactly one of `webhook_url`",
         ),
         ({"token": "xoxb-s3cr3t"}, "`token` needs `channel`"),
@@ -168,8 +181,7 @@ def test_token_mode_posts_one_block_kit_message(server: RunningServer, fake: Fak
     ]
     links = message["blocks"][4]["text"]["text"]
     assert links == (
-        "<https://github.com/jdoe|GitHub>  ·  "
-        "<https://github.com/competitor/their-sdk|Activity>"
+        "<https://github.com/jdoe|GitHub>  ·  <https://github.com/competitor/their-sdk|Activity>"
     )
     assert message["text"] == (
         "New lead: Jane Doe (Staff Engineer at Vercel) starred competitor/their-sdk"
@@ -299,7 +311,9 @@ def test_huge_lead_fields_are_cut_to_block_kit_limits(
             assert len(block["text"]["text"]) <= MAX_SECTION_TEXT
         for item in block.get("fields", []):
             assert len(item["text"]) <= MAX_FIELD_TEXT
-    bio = next(b for b in message["blocks"] if b["text"]["text"].startswith("_word"))
+    bio = next(
+        b for b in message["blocks"] if b.get("text", {}).get("text", "").startswith("_word")
+    )
     assert bio["text"]["text"].endswith("…_")
     assert len(bio["text"]["text"]) < 700
     # Well under Slack's undocumented total (msg_blocks_too_long, about 12,000 characters).
@@ -365,9 +379,7 @@ def test_ok_false_errors_are_classified(
     assert fake.all_messages() == []
 
 
-def test_channel_problems_come_from_the_fake_state(
-    server: RunningServer, fake: FakeSlack
-) -> None:
+def test_channel_problems_come_from_the_fake_state(server: RunningServer, fake: FakeSlack) -> None:
     fake.add_channel("C0ARCHIVE", "old-leads", is_archived=True)
     fake.add_channel("C0OUTSIDE", "sales", is_member=False)
 
@@ -384,10 +396,9 @@ def test_channel_problems_come_from_the_fake_state(
     assert "/invite" in outside.error
 
 
-def test_missing_chat_write_scope_names_the_scope(server: RunningServer) -> None:
-    fake = FakeSlack(scopes=("channels:read",))
-    with serve(fake.app) as running:
-        [outcome] = token_connector(running, fake).send([make_event()])
+def test_missing_chat_write_scope_names_the_scope(server: RunningServer, fake: FakeSlack) -> None:
+    fake.scopes = ["channels:read"]
+    [outcome] = token_connector(server, fake).send([make_event()])
     assert isinstance(outcome, Permanent)
     assert "lacks the chat:write scope (it has channels:read)" in outcome.error
 
@@ -396,7 +407,9 @@ def test_missing_chat_write_scope_names_the_scope(server: RunningServer) -> None
 def test_429_is_rate_limited_with_retry_after_and_not_retried_by_the_sdk(
     server: RunningServer, fake: FakeSlack, mode: str
 ) -> None:
-    connector = token_connector(server, fake) if mode == "token" else webhook_connector(server, fake)
+    connector = (
+        token_connector(server, fake) if mode == "token" else webhook_connector(server, fake)
+    )
     fake.rate_limit_next(retry_after=17)
 
     [outcome] = connector.send([make_event()])
@@ -412,7 +425,9 @@ def test_429_is_rate_limited_with_retry_after_and_not_retried_by_the_sdk(
 def test_5xx_is_retryable_and_sent_once(
     server: RunningServer, fake: FakeSlack, mode: str, status: int
 ) -> None:
-    connector = token_connector(server, fake) if mode == "token" else webhook_connector(server, fake)
+    connector = (
+        token_connector(server, fake) if mode == "token" else webhook_connector(server, fake)
+    )
     fake.server_error_next(status)
 
     [outcome] = connector.send([make_event()])
@@ -516,6 +531,23 @@ def test_secrets_never_appear_in_errors(server: RunningServer, fake: FakeSlack) 
     assert fake.webhook_secret not in hook_outcome.error
 
 
+def test_sdk_logs_never_carry_secrets(
+    server: RunningServer, fake: FakeSlack, caplog: pytest.LogCaptureFixture
+) -> None:
+    caplog.set_level(logging.DEBUG)
+    fake.server_error_next(500, body=f"echo Bearer {fake.token}")
+    fake.server_error_next(500, body=f"echo {fake.webhook_path}")
+
+    token_connector(server, fake).send([make_event()])
+    webhook_connector(server, fake).send([make_event()])
+
+    ours = [r for r in caplog.records if r.name.startswith("leadrelay.")]
+    logged = "\n".join(record.getMessage() for record in ours)
+    assert "echo" in logged  # the SDK did log the bodies...
+    assert fake.token not in logged  # ...without the secrets
+    assert fake.webhook_secret not in logged
+
+
 # -- check_connection ---------------------------------------------------------------------
 
 
@@ -542,10 +574,12 @@ def test_check_connection_token_mode_failures(server: RunningServer, fake: FakeS
         assert "xoxb-wrong-token" not in str(caught.value)
 
 
-def test_check_connection_reports_a_missing_chat_write_scope() -> None:
-    fake = FakeSlack(scopes=("channels:read",))
-    with serve(fake.app) as running, pytest.raises(ConnectionCheckFailed) as caught:
-        token_connector(running, fake).check_connection()
+def test_check_connection_reports_a_missing_chat_write_scope(
+    server: RunningServer, fake: FakeSlack
+) -> None:
+    fake.scopes = ["channels:read"]
+    with pytest.raises(ConnectionCheckFailed) as caught:
+        token_connector(server, fake).check_connection()
     assert "chat:write" in str(caught.value)
 
 

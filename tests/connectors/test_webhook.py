@@ -17,6 +17,7 @@ from typing import Any
 
 import pytest
 import requests
+import yaml
 from flask import Flask, Response, request
 from pydantic import ValidationError
 from standardwebhooks.webhooks import Webhook, WebhookVerificationError
@@ -37,6 +38,7 @@ from leadrelay.connectors.webhook import (
     WebhookConnector,
     WebhookOptions,
 )
+from leadrelay.core.config import ConfigError, parse_config
 from leadrelay.core.schema import LEAD_EVENT_TYPES, Activity, LeadEvent
 from tests.factories import make_event
 from tests.fakes.server import serve
@@ -553,4 +555,26 @@ def test_invalid_options_are_refused_without_echoing_values(
         WebhookOptions(**values)
 
     assert complaint in str(refused.value)
+    assert "7c1" not in str(refused.value)
+
+
+def test_five_lines_of_yaml_configure_a_signed_forward() -> None:
+    document = yaml.safe_load(
+        """
+        connectors:
+          mine:
+            type: webhook
+            url: https://hooks.example.com/catch/1/abc
+            secrets: ["${HOOK_SECRET}"]
+        """
+    )
+
+    config = parse_config(document, "connectors.yaml", env={"HOOK_SECRET": NEW_SECRET})
+    with pytest.raises(ConfigError) as refused:
+        parse_config(document, "connectors.yaml", env={"HOOK_SECRET": "plain-7c1"})
+
+    options = config.connectors["mine"]
+    assert isinstance(options, WebhookOptions)
+    assert options.secrets[0].get_secret_value() == NEW_SECRET
+    assert "connectors.mine.secrets" in str(refused.value)
     assert "7c1" not in str(refused.value)

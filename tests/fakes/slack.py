@@ -28,6 +28,8 @@ from typing import Any
 
 from flask import Flask, Response, request
 
+FAKE_TOKEN = "xoxb-fake-0000-token"
+FAKE_WEBHOOK_SECRET = "hookSECRETvalue0123456789"
 WEBHOOK_TEAM = "T0FAKETEAM"
 WEBHOOK_BOT = "B0FAKEHOOK"
 
@@ -91,14 +93,21 @@ class FakeSlack:
     def __init__(
         self,
         *,
-        token: str = "xoxb-fake-0000-token",
+        token: str = FAKE_TOKEN,
         scopes: tuple[str, ...] = ("chat:write", "channels:read", "groups:read"),
-        webhook_secret: str = "hookSECRETvalue0123456789",
+        webhook_secret: str = FAKE_WEBHOOK_SECRET,
     ) -> None:
         self.token = token
-        self.scopes = list(scopes)
         self.webhook_path = f"/services/{WEBHOOK_TEAM}/{WEBHOOK_BOT}/{webhook_secret}"
         self.webhook_secret = webhook_secret
+        self._initial_scopes = tuple(scopes)
+        self._lock = threading.Lock()
+        self.reset()
+        self.app = self._build_app()
+
+    def reset(self) -> None:
+        """Back to a fresh workspace, so one served fake can be shared by many tests."""
+        self.scopes = list(self._initial_scopes)
         self.channels: dict[str, FakeChannel] = {}
         self.add_channel("C0LEADS01", "leads")
         self.webhook_channel = "C0LEADS01"
@@ -106,9 +115,7 @@ class FakeSlack:
         self.requests: list[RecordedRequest] = []
         self._script: deque[ScriptedAnswer] = deque()
         self._released = threading.Event()
-        self._lock = threading.Lock()
         self._ts = 1777000000
-        self.app = self._build_app()
 
     # -- test controls
 
@@ -326,9 +333,7 @@ class FakeSlack:
             return self._api({"ok": False, "error": "channel_not_found"})
         if channel.is_archived:
             return self._api({"ok": False, "error": "is_archived"})
-        if not channel.is_member and (
-            channel.is_private or "chat:write.public" not in self.scopes
-        ):
+        if not channel.is_member and (channel.is_private or "chat:write.public" not in self.scopes):
             return self._api({"ok": False, "error": "not_in_channel"})
         problem = _message_problem(params)
         if problem is not None:
@@ -339,7 +344,9 @@ class FakeSlack:
                 answer["response_metadata"] = {"messages": [f"[ERROR] {detail}"]}
             return self._api(answer)
         message = self._store(channel.id, params)
-        return self._api({"ok": True, "channel": channel.id, "ts": message["ts"], "message": message})
+        return self._api(
+            {"ok": True, "channel": channel.id, "ts": message["ts"], "message": message}
+        )
 
     def _store(self, channel_id: str, payload: dict[str, Any]) -> dict[str, Any]:
         message = {
@@ -398,7 +405,9 @@ def _block_problem(block: Any, pointer: str) -> str | None:
     if kind == "context":
         elements = block.get("elements")
         if not isinstance(elements, list) or not 0 < len(elements) <= MAX_CONTEXT_ELEMENTS:
-            return f"must provide 1 to {MAX_CONTEXT_ELEMENTS} items [json-pointer:{pointer}/elements]"
+            return (
+                f"must provide 1 to {MAX_CONTEXT_ELEMENTS} items [json-pointer:{pointer}/elements]"
+            )
         for i, item in enumerate(elements):
             problem = _text_problem(item, f"{pointer}/elements/{i}", MAX_SECTION_TEXT)
             if problem:

@@ -1,0 +1,107 @@
+"""Field readers shared by the adapters: emails, timestamps, numbers, text."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime, timedelta, timezone
+
+import pytest
+
+from leadrelay.core.providers import fields
+
+
+@pytest.mark.parametrize(
+    "email",
+    ["jane@example.com", "j.doe+tag@sub.example.co.uk", "Jane@Example.COM", "x@a.b"],
+)
+def test_plausible_emails(email: str) -> None:
+    assert fields.is_plausible_email(email)
+
+
+@pytest.mark.parametrize(
+    "email",
+    [
+        "[email\u00a0protected]",
+        "[email protected]",
+        "jane",
+        "@example.com",
+        "jane@",
+        "jane@localhost",
+        "jane@@example.com",
+        "jane@ex@ample.com",
+        "jane doe@example.com",
+        "jane@.com",
+        "jane@example.",
+    ],
+)
+def test_implausible_emails(email: str) -> None:
+    assert not fields.is_plausible_email(email)
+
+
+def test_invalid_email_goes_to_extra() -> None:
+    extra: dict[str, object] = {}
+    assert fields.email_and_extra("not-an-email", extra) is None
+    assert extra == {"invalid_email": "not-an-email"}
+    assert fields.email_and_extra(None, extra) is None
+    assert fields.email_and_extra("a@b.co", extra) == "a@b.co"
+
+
+@pytest.mark.parametrize(
+    ("raw", "expected"),
+    [
+        ("2026-04-24T10:31:00Z", datetime(2026, 4, 24, 10, 31, tzinfo=UTC)),
+        (
+            "2025-09-15T11:43:42.659+00:00",
+            datetime(2025, 9, 15, 11, 43, 42, 659000, tzinfo=UTC),
+        ),
+        (
+            "2026-04-24T12:31:00+02:00",
+            datetime(2026, 4, 24, 12, 31, tzinfo=timezone(timedelta(hours=2))),
+        ),
+        ("2026-04-24T10:31:00", datetime(2026, 4, 24, 10, 31, tzinfo=UTC)),
+        ("2019-03-12", datetime(2019, 3, 12, tzinfo=UTC)),
+        ("yesterday", None),
+        ("2026-13-45T99:00:00Z", None),
+        ("", None),
+        (None, None),
+    ],
+)
+def test_parse_timestamp(raw: str | None, expected: datetime | None) -> None:
+    parsed = fields.parse_timestamp(raw)
+    assert parsed == expected
+    if parsed is not None:
+        assert parsed.tzinfo is not None
+
+
+@pytest.mark.parametrize(
+    ("value", "expected"),
+    [
+        (1777026660, datetime(2026, 4, 24, 10, 31, tzinfo=UTC)),
+        (1777026660000, datetime(2026, 4, 24, 10, 31, tzinfo=UTC)),
+        (1e300, None),
+    ],
+)
+def test_epoch_timestamps(value: float, expected: datetime | None) -> None:
+    assert fields.timestamp({"at": value}, "at", "at") == expected
+
+
+@pytest.mark.parametrize(
+    ("value", "expected"),
+    [(" Jane ", "Jane"), ("", None), ("  ", None), (None, None), (42, "42"), (4.0, "4"),
+     (4.5, "4.5"), ("x" * 100_000, "x" * 100_000)],
+)  # fmt: skip
+def test_text(value: object, expected: str | None) -> None:
+    assert fields.text({"f": value}, "f", "f") == expected
+
+
+@pytest.mark.parametrize("value", [True, {"a": 1}, [1], float("inf")])
+def test_text_refuses_other_types(value: object) -> None:
+    with pytest.raises(fields.ShapeError, match="^f: expected a string"):
+        fields.text({"f": value}, "f", "f")
+
+
+def test_number_accepts_numeric_strings() -> None:
+    assert fields.number({"n": "45"}, "n", "n") == 45.0
+    assert fields.number({"n": 1e3}, "n", "n") == 1000.0
+    assert fields.number({}, "n", "n") is None
+    with pytest.raises(fields.ShapeError):
+        fields.number({"n": "forty-five"}, "n", "n")
