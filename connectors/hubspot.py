@@ -525,9 +525,19 @@ class HubSpotConnector(Connector[HubSpotOptions]):
 
     def _read_notes(self, chunk: list[_NoteInput], reply: _Reply) -> dict[str, _Settled]:
         by_trace = {note.trace: note for note in chunk}
+        # HubSpot does not echo objectWriteTraceId on created records; a note is known by
+        # its body and timestamp, which it returns as sent.
+        by_content: dict[tuple[str, str], list[_NoteInput]] = {}
+        for note in chunk:
+            content = (note.properties["hs_note_body"], note.properties["hs_timestamp"])
+            by_content.setdefault(content, []).append(note)
 
         def find(result: Mapping[str, Any]) -> _NoteInput | None:
-            return by_trace.get(str(result.get("objectWriteTraceId")))
+            if str(result.get("objectWriteTraceId")) in by_trace:
+                return by_trace[str(result.get("objectWriteTraceId"))]
+            properties = result.get("properties") or {}
+            same = by_content.get((properties.get("hs_note_body"), properties.get("hs_timestamp")))
+            return same.pop(0) if same else None
 
         def delivered(result: Mapping[str, Any]) -> _Settled:
             return _Settled(Delivered(f"added note {result.get('id')}"), result.get("id"))
@@ -573,8 +583,13 @@ class HubSpotConnector(Connector[HubSpotOptions]):
                 untied_errors.append(_outcome_text(outcome))
 
         missing = [item for item in chunk if item.trace not in settled]
-        if not untied_errors and len(unplaced_results) == len(missing):
-            # HubSpot answered for all of them without saying which result is whose.
+        if len(missing) == len(unplaced_results) == 1 and not untied_errors:
+            settled[missing[0].trace] = delivered(unplaced_results[0])
+            missing = []
+        said_nothing = "results" not in body and "errors" not in body
+        if not untied_errors and (said_nothing or len(unplaced_results) == len(missing)):
+            # A 2xx with no per-record answer, or one result per record without saying
+            # which is whose: HubSpot took them all.
             for item in missing:
                 settled[item.trace] = _Settled(
                     Delivered(f"HubSpot accepted it (HTTP {reply.status})")

@@ -242,6 +242,14 @@ class SalesforceOptions(CrmOptions):
             value = value.rstrip("/")
         return value
 
+    @field_validator("verify")
+    @classmethod
+    def _ca_bundle_exists(cls, value: bool | str) -> bool | str:
+        # requests raises OSError (not a RequestException) for a missing bundle: refuse early.
+        if isinstance(value, str) and not Path(value).exists():
+            raise ValueError(f"CA bundle {value!r} does not exist")
+        return value
+
     @field_validator("field_map")
     @classmethod
     def _field_map(cls, value: dict[str, str | None]) -> dict[str, str | None]:
@@ -504,8 +512,9 @@ class SalesforceConnector(Connector[SalesforceOptions]):
         super().__init__(name, options)
         self._http = requests.Session()
         self._http.mount("https://", _SalesforceAdapter(options.timeout, options.verify))
-        self._http.hooks["response"].append(self._remember_retry_after)
+        self._http.hooks["response"].append(self._remember_response)
         self._last_retry_after: str | None = None
+        self._last_status: int | None = None
         self._client: Salesforce | None = None
         self._session_id: str | None = None
         self._lock = threading.Lock()  # one login and one batch at a time per connector
@@ -566,7 +575,7 @@ class SalesforceConnector(Connector[SalesforceOptions]):
                 "if_not_found": {"action": "skip"},
             }
         return {
-            "action": "find by Email, then update or create",
+            "action": "find_by_email",
             "lookup": lookup,
             "if_found": {
                 "method": "PATCH",
@@ -873,10 +882,12 @@ class SalesforceConnector(Connector[SalesforceOptions]):
             return self._jwt_login()
         except SalesforceAuthenticationFailed as exc:
             code, message = exc.code, exc.auth_message
-            text = self._scrub(f"login failed: {code}: {message.strip()[:500]}")
-            if isinstance(code, int) and (code >= 500 or code == 408):
-                raise _BatchFailure(Retryable(text)) from None
-            if code in RETRYABLE_CODES:
+            status = self._last_status
+            text = self._scrub(f"login failed: {code or status}: {message.strip()[:500]}")
+            # SOAP faults (INVALID_LOGIN too) arrive as HTTP 500, so the status alone says
+            # nothing; without a fault code, a 5xx/408 is an outage rather than a refusal.
+            has_fault_code = isinstance(code, str) and code not in RETRYABLE_CODES
+            if not has_fault_code and status is not None and (status >= 500 or status == 408):
                 raise _BatchFailure(Retryable(text)) from None
             raise _BatchFailure(Permanent(text)) from None
 
@@ -935,7 +946,9 @@ class SalesforceConnector(Connector[SalesforceOptions]):
             self._http,
         )
 
-    def _remember_retry_after(self, response: requests.Response, *args: Any, **kwargs: Any) -> None:
+    def _remember_response(self, response: requests.Response, *args: Any, **kwargs: Any) -> None:
+        # The SDK's exceptions keep neither headers nor (for logins) the status code.
+        self._last_status = response.status_code
         self._last_retry_after = response.headers.get("Retry-After")
 
     def _scrub(self, text: str) -> str:

@@ -97,6 +97,21 @@ def _clean(value: str | None, limit: int) -> str | None:
     return None if value is None else value.replace("\x00", "")[:limit]
 
 
+_MAX_STORED_KEY = 255  # tables.dedup_keys.idempotency_key
+
+
+def storable_key(idempotency_key: str) -> str:
+    """The key as the dedup column can hold it, the same for every retry of one event.
+
+    A provider's own event id can be longer than the column or carry a NUL (which
+    PostgreSQL text refuses); either would fail the commit on every retry, so such a key
+    is stored as its hash instead of being truncated (truncation could merge two events).
+    """
+    if len(idempotency_key) <= _MAX_STORED_KEY and "\x00" not in idempotency_key:
+        return idempotency_key
+    return "sha256:" + _sha256(idempotency_key.encode("utf-8", "surrogatepass"))
+
+
 class Ingestor:
     """Turns a verified request into a stored record, shared by the receiver and replay."""
 
@@ -147,7 +162,7 @@ class Ingestor:
                 **base,
                 event_id=lead_event.event_id,
                 status="accepted",
-                idempotency_key=lead_event.idempotency_key,
+                idempotency_key=storable_key(lead_event.idempotency_key),
                 type=lead_event.type,
                 provider_event=_clean(lead_event.provider_event, 128),
                 lead_key=_clean(lead_event.lead.key, 320),
@@ -160,7 +175,7 @@ class Ingestor:
                 **base,
                 event_id=event_id_for(source, result.idempotency_key),
                 status="ignored",
-                idempotency_key=result.idempotency_key,
+                idempotency_key=storable_key(result.idempotency_key),
                 provider_event=_clean(result.provider_event, 128),
                 reason=_clean(result.reason, 2000),
             )
@@ -298,15 +313,17 @@ def create_app(config: Config, store: Store, *, ingestor: Ingestor | None = None
         result = provider.parse(
             payload, source=source, received_at=received_at, headers=request.headers
         )
-        record = ingestor.record_for(
-            source=source,
-            provider=provider.name,
-            result=result,
-            body=body,
-            headers=kept_headers(request.headers),
-            received_at=received_at,
-        )
         try:
+            # Routing reads the run-time disabled connectors from the store, so building
+            # the record can find the store down too: that is a 503 like a failed commit.
+            record = ingestor.record_for(
+                source=source,
+                provider=provider.name,
+                result=result,
+                body=body,
+                headers=kept_headers(request.headers),
+                received_at=received_at,
+            )
             stored = ingestor.committer.submit(record)
         except StoreUnavailable as exc:
             log.error("store unavailable", extra=fields(source=source, error=str(exc)))

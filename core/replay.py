@@ -8,7 +8,7 @@ from typing import Any
 from leadrelay.core.config import Config
 from leadrelay.core.providers import PROVIDERS, Unreadable
 from leadrelay.core.receiver import Ingestor
-from leadrelay.core.store import Store, utcnow
+from leadrelay.core.store import Store
 
 
 def reparse_quarantined(config: Config, store: Store, stored: dict[str, Any]) -> str:
@@ -23,7 +23,11 @@ def reparse_quarantined(config: Config, store: Store, stored: dict[str, Any]) ->
         payload = json.loads(body)
     except ValueError:
         return f"{event_id}: still unreadable: body is not JSON"
-    result = provider.parse(payload, source=stored["source"], received_at=utcnow(), headers=headers)
+    # The original receipt time: the event is as old as when the provider sent it.
+    received_at = stored["received_at"]
+    result = provider.parse(
+        payload, source=stored["source"], received_at=received_at, headers=headers
+    )
     if isinstance(result, Unreadable):
         return f"{event_id}: still quarantined: {result.reason}"
     record = Ingestor(config, store).record_for(
@@ -32,7 +36,7 @@ def reparse_quarantined(config: Config, store: Store, stored: dict[str, Any]) ->
         result=result,
         body=body,
         headers=headers,
-        received_at=stored["received_at"],
+        received_at=received_at,
     )
     outcome = store.resolve_quarantined(event_id, record)
     if outcome.duplicate:

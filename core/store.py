@@ -24,6 +24,7 @@ from sqlalchemy import (
     Connection,
     Engine,
     and_,
+    case,
     create_engine,
     delete,
     event,
@@ -427,9 +428,21 @@ class Store:
             )
 
     def next_due_at(self, connector: str) -> datetime | None:
+        """When a pending delivery of `connector` next becomes claimable, None if none is.
+
+        A leased delivery counts from its lease's end: counting it as due would have the
+        other workers poll in a tight loop while its holder sends it.
+        """
+        claimable_at = case(
+            (
+                deliveries.c.lease_expires_at > deliveries.c.next_attempt_at,
+                deliveries.c.lease_expires_at,
+            ),
+            else_=deliveries.c.next_attempt_at,
+        )
         with self._read() as conn:
             return conn.execute(
-                select(func.min(deliveries.c.next_attempt_at)).where(
+                select(func.min(claimable_at)).where(
                     deliveries.c.status == "pending", deliveries.c.connector == connector
                 )
             ).scalar()

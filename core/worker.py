@@ -355,6 +355,9 @@ class Worker:
     def stop(self, timeout: float = 30.0) -> None:
         """Stop claiming, let in-flight batches finish and record their outcomes."""
         self._stopping.set()
+        log.info(
+            "worker stopping: finishing in-flight batches", extra=fields(worker=self.worker_id)
+        )
         self.wake()
         for thread in self._threads:
             thread.join(timeout=timeout)
@@ -386,6 +389,9 @@ class Worker:
 
     def _idle_timeout(self, name: str, poll: float) -> float:
         try:
+            if not self.enabled(name):
+                # Its deliveries may well be due; they wait for the connector, not the clock.
+                return poll
             due = self.store.next_due_at(name)
         except StoreUnavailable:
             return poll

@@ -12,6 +12,8 @@ import requests
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import rsa
 from pydantic import ValidationError
+from simple_salesforce import Salesforce
+from simple_salesforce.exceptions import SalesforceMalformedRequest
 
 from leadrelay.connectors.base import (
     ConnectionCheckFailed,
@@ -48,13 +50,34 @@ def fake() -> FakeSalesforce:
     return fake
 
 
+class _CurrentFake:
+    """One HTTPS server for the module (stopping one costs half a second), a fresh fake per test."""
+
+    def __init__(self) -> None:
+        self.fake: FakeSalesforce | None = None
+
+    def __call__(self, environ: dict[str, Any], start_response: Any) -> Any:
+        assert self.fake is not None
+        return self.fake.app(environ, start_response)
+
+
+@pytest.fixture(scope="module")
+def https_server() -> Iterator[tuple[RunningServer, _CurrentFake]]:
+    current = _CurrentFake()
+    with serve(current, https=True) as running:
+        yield running, current
+
+
 @pytest.fixture
-def server(fake: FakeSalesforce) -> Iterator[RunningServer]:
-    with serve(fake.app, https=True) as running:
-        try:
-            yield running
-        finally:
-            fake.release()  # never leave a stalled request behind
+def server(
+    fake: FakeSalesforce, https_server: tuple[RunningServer, _CurrentFake]
+) -> Iterator[RunningServer]:
+    running, current = https_server
+    current.fake = fake
+    try:
+        yield running
+    finally:
+        fake.release()  # never leave a stalled request behind
 
 
 @pytest.fixture
@@ -170,6 +193,32 @@ def test_collection_limit_is_enforced_by_the_fake(fake: FakeSalesforce, connect:
 
     assert response.status_code == 400
     assert response.json()[0]["errorCode"] == "EXCEEDED_ID_LIMIT"
+
+
+def test_fake_answers_single_record_calls_like_the_rest_api(
+    fake: FakeSalesforce, server: RunningServer
+) -> None:
+    http = requests.Session()
+    http.verify = server.ca_file
+    sf = Salesforce(instance_url=server.base_url, session_id=fake.issue_session(), session=http)
+
+    created = sf.Lead.create({"LastName": "Doe", "Company": "Acme", "Email": "d@acme.io"})
+    status = sf.Lead.update(created["id"], {"Title": "CTO"})
+    fetched = sf.Lead.get(created["id"])
+    with pytest.raises(SalesforceMalformedRequest) as missing:
+        sf.Lead.create({"LastName": "Doe"})
+    http.close()
+
+    assert created["success"] is True
+    assert status == 204
+    assert (fetched["Title"], fetched["attributes"]["type"]) == ("CTO", "Lead")
+    assert missing.value.content == [
+        {
+            "message": "Required fields are missing: [Company]",
+            "errorCode": "REQUIRED_FIELD_MISSING",
+            "fields": ["Company"],
+        }
+    ]
 
 
 # -- find by Email ---------------------------------------------------------------------
@@ -392,6 +441,7 @@ def test_preview_is_the_exact_request_without_network(
 def test_preview_in_email_mode_shows_lookup_and_both_branches(connect: Connect) -> None:
     preview = connect(external_id_field=None).preview(make_event())
 
+    assert preview["action"] == "find_by_email"
     assert "WHERE Email IN ('jane@example.com')" in preview["lookup"]["q"]
     assert preview["if_not_found"]["method"] == "POST"
     assert preview["if_found"]["body"]["records"][0]["id"] == "<Id of the Lead found>"
@@ -746,6 +796,7 @@ def test_secrets_never_in_repr_or_errors(fake: FakeSalesforce, connect: Connect)
         ({"consumer_key": "k", "username": "u"}, "also needs: private_key_file"),
         ({"username": "u", "password": "p", "external_id_field": "bad field"}, "API name"),
         ({"username": "u", "password": "p", "api_version": "latest"}, "API version"),
+        ({"username": "u", "password": "p", "verify": "/nonexistent/ca.pem"}, "does not exist"),
     ],
 )
 def test_options_validation(options: dict[str, Any], message: str) -> None:

@@ -78,6 +78,7 @@ class _Fault:
     body: Any = None
     headers: dict[str, str] = field(default_factory=dict)
     delay_ms: int = 0
+    path: str | None = None  # only requests to this path, else any
 
 
 @dataclass(frozen=True)
@@ -149,10 +150,14 @@ class FakeHubSpot:
         status: int = 500,
         body: Any = None,
         headers: dict[str, str] | None = None,
+        path: str | None = None,
     ) -> None:
-        """The next `times` requests get `status` (default body: HubSpot-like for it)."""
+        """The next `times` requests (to `path`, if given) get `status` and `body`.
+
+        Without a body, a HubSpot-like one for the status is sent.
+        """
         for _ in range(times):
-            self._faults.append(_Fault(status, body, dict(headers or {})))
+            self._faults.append(_Fault(status, body, dict(headers or {}), path=path))
 
     def rate_limit_next(
         self,
@@ -211,7 +216,9 @@ class FakeHubSpot:
             with self._lock:
                 self.calls[f"{method} {route_path}"] += 1
                 self.requests.append(RecordedRequest(method, route_path, dict(request.args), body))
-                fault = self._faults.popleft() if self._faults else None
+                fault = next((f for f in self._faults if f.path in (None, route_path)), None)
+                if fault is not None:
+                    self._faults.remove(fault)
             delay_ms = self.latency_ms + (fault.delay_ms if fault else 0)
             if delay_ms:
                 self._wake.wait(delay_ms / 1000)

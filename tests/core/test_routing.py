@@ -1,0 +1,224 @@
+"""Routing: which connectors get an event, and the delivery rows written with the event."""
+
+from __future__ import annotations
+
+import json
+from dataclasses import replace
+from typing import Any
+
+import pytest
+from sqlalchemy import func, select
+from sqlalchemy.exc import IntegrityError
+
+from leadrelay.core.config import Config
+from leadrelay.core.providers import PROVIDERS, Parsed
+from leadrelay.core.receiver import Ingestor
+from leadrelay.core.routing import matches, route
+from leadrelay.core.store import IncomingEvent, Store, utcnow
+from leadrelay.core.tables import dedup_keys, deliveries, events
+from tests.conftest import gitleads_body, make_config, migrated_store
+from tests.factories import make_event
+
+ROUTED_CONNECTORS: dict[str, Any] = {
+    "everything": {"type": "recording"},
+    "created_only": {"type": "recording", "events": ["lead.created"]},
+    "leadhub_only": {"type": "recording", "sources": ["leadhub"]},
+    "needs_phone": {"type": "recording", "require": ["phone"]},
+    "needs_email": {"type": "recording", "require": ["email", "company"]},
+    "switched_off": {"type": "recording", "enabled": False},
+}
+
+
+def routing_config(url: str = "sqlite://") -> Config:
+    return make_config(url, connectors=ROUTED_CONNECTORS)
+
+
+# -- the decision ---------------------------------------------------------------------------
+
+
+def test_events_filter_limits_the_types_a_connector_receives() -> None:
+    options = routing_config().connectors["created_only"]
+    assert matches(make_event(type="lead.created"), options)
+    assert not matches(make_event(type="lead.updated"), options)
+    assert not matches(make_event(type="lead.activity"), options)
+
+
+def test_default_events_are_every_lead_type() -> None:
+    options = routing_config().connectors["everything"]
+    for event_type in ("lead.created", "lead.updated", "lead.enriched", "lead.deleted"):
+        assert matches(make_event(type=event_type), options), event_type
+
+
+def test_sources_filter_limits_where_events_come_from() -> None:
+    options = routing_config().connectors["leadhub_only"]
+    assert matches(make_event(source="leadhub", provider="leadhub"), options)
+    assert not matches(make_event(source="gitleads"), options)
+
+
+def test_require_needs_every_named_lead_field_present() -> None:
+    options = routing_config().connectors["needs_email"]
+    assert matches(make_event(email="a@example.com", company="Acme"), options)
+    assert not matches(make_event(email=None, company="Acme"), options)
+    assert not matches(make_event(email="a@example.com", company=None), options)
+
+
+def test_require_treats_an_empty_list_as_absent() -> None:
+    config = make_config(
+        "sqlite://", connectors={"tagged": {"type": "recording", "require": ["tags"]}}
+    )
+    options = config.connectors["tagged"]
+    assert not matches(make_event(tags=[]), options)
+    assert matches(make_event(tags=["vip"]), options)
+
+
+def test_route_names_matching_enabled_connectors_in_config_order() -> None:
+    config = routing_config()
+    event = make_event(type="lead.created", source="gitleads", email="a@b.co", phone=None)
+    assert route(event, config.connectors) == ("everything", "created_only", "needs_email")
+
+
+def test_route_leaves_out_connectors_disabled_in_yaml_or_at_run_time() -> None:
+    config = routing_config()
+    event = make_event(type="lead.updated", source="leadhub", provider="leadhub", phone="+1 555")
+    assert route(event, config.connectors) == (
+        "everything",
+        "leadhub_only",
+        "needs_phone",
+        "needs_email",
+    )
+    assert route(event, config.connectors, disabled={"everything", "needs_phone"}) == (
+        "leadhub_only",
+        "needs_email",
+    )
+
+
+# -- delivery rows, written with the event ---------------------------------------------------
+
+
+def gitleads_record(ingestor: Ingestor, n: int) -> IncomingEvent:
+    body = gitleads_body(n)
+    received_at = utcnow()
+    result = PROVIDERS["gitleads"].parse(
+        json.loads(body), source="gitleads", received_at=received_at
+    )
+    assert isinstance(result, Parsed)
+    return ingestor.record_for(
+        source="gitleads",
+        provider="gitleads",
+        result=result,
+        body=body,
+        headers={},
+        received_at=received_at,
+    )
+
+
+def delivery_rows(store: Store) -> list[tuple[str, str, str, int]]:
+    with store.engine.connect() as conn:
+        return [
+            (row.event_id, row.connector, row.status, row.attempts)
+            for row in conn.execute(
+                select(
+                    deliveries.c.event_id,
+                    deliveries.c.connector,
+                    deliveries.c.status,
+                    deliveries.c.attempts,
+                ).order_by(deliveries.c.id)
+            )
+        ]
+
+
+def count(store: Store, table: Any) -> int:
+    with store.engine.connect() as conn:
+        return conn.execute(select(func.count()).select_from(table)).scalar_one()
+
+
+def test_one_pending_delivery_per_matching_connector(store_url: str) -> None:
+    store = migrated_store(store_url)
+    ingestor = Ingestor(routing_config(store_url), store)
+    record = gitleads_record(ingestor, 1)
+    # A GitLeads lead.created with email and company but no phone, from source gitleads.
+    assert record.connectors == ("everything", "created_only", "needs_email")
+
+    [result] = store.ingest([record])
+
+    assert not result.duplicate
+    assert delivery_rows(store) == [
+        (record.event_id, "everything", "pending", 0),
+        (record.event_id, "created_only", "pending", 0),
+        (record.event_id, "needs_email", "pending", 0),
+    ]
+    store.close()
+
+
+def test_a_duplicate_event_creates_no_new_deliveries(store_url: str) -> None:
+    store = migrated_store(store_url)
+    ingestor = Ingestor(routing_config(store_url), store)
+    first = store.ingest([gitleads_record(ingestor, 1)])[0]
+    again = store.ingest([gitleads_record(ingestor, 1)])[0]
+    assert again.duplicate
+    assert again.event_id == first.event_id
+    assert count(store, events) == 1
+    assert len(delivery_rows(store)) == 3
+    store.close()
+
+
+def test_event_and_deliveries_commit_or_roll_back_together(store_url: str) -> None:
+    store = migrated_store(store_url)
+    ingestor = Ingestor(routing_config(store_url), store)
+    record = gitleads_record(ingestor, 1)
+    # Two rows for one (event, connector) break the unique constraint inside the transaction.
+    broken = replace(record, connectors=("everything", "everything"))
+
+    with pytest.raises(IntegrityError):
+        store.ingest([broken])
+
+    assert count(store, events) == 0
+    assert count(store, dedup_keys) == 0
+    assert delivery_rows(store) == []
+    # Nothing half-written blocks the event when it comes again.
+    assert not store.ingest([record])[0].duplicate
+    assert len(delivery_rows(store)) == 3
+    store.close()
+
+
+def test_deliveries_are_only_for_lead_events(sqlite_url: str) -> None:
+    store = migrated_store(sqlite_url)
+    ingestor = Ingestor(routing_config(sqlite_url), store)
+    body = gitleads_body(1, event="repository.connected")
+    result = PROVIDERS["gitleads"].parse(json.loads(body), source="gitleads", received_at=utcnow())
+    record = ingestor.record_for(
+        source="gitleads",
+        provider="gitleads",
+        result=result,
+        body=body,
+        headers={},
+        received_at=utcnow(),
+    )
+    assert record.status == "ignored"
+    assert record.connectors == ()
+    store.ingest([record])
+    assert count(store, events) == 1
+    assert delivery_rows(store) == []
+    store.close()
+
+
+def test_commit_callback_runs_only_when_deliveries_were_created(sqlite_url: str) -> None:
+    store = migrated_store(sqlite_url)
+    ingestor = Ingestor(routing_config(sqlite_url), store)
+    wakes: list[str] = []
+    store.on_commit(lambda: wakes.append("wake"))
+
+    store.ingest([gitleads_record(ingestor, 1)])
+    assert wakes == ["wake"]
+    store.ingest([gitleads_record(ingestor, 1)])  # duplicate: nothing to deliver
+    assert wakes == ["wake"]
+    store.close()
+
+
+def test_runtime_disabled_connector_gets_no_new_deliveries(sqlite_url: str) -> None:
+    store = migrated_store(sqlite_url)
+    store.set_connector_disabled("everything", "410 Gone from the destination")
+    ingestor = Ingestor(routing_config(sqlite_url), store)
+    record = gitleads_record(ingestor, 1)
+    assert record.connectors == ("created_only", "needs_email")
+    store.close()

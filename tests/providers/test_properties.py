@@ -1,0 +1,159 @@
+"""Property tests: whatever JSON arrives, parsers give a typed result and the verifier
+returns or raises SignatureError, nothing else. `-m slow` runs many more examples."""
+
+from __future__ import annotations
+
+import copy
+import json
+from collections.abc import Callable
+from typing import Any
+
+import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+from leadrelay.core.providers import PROVIDERS, Ignored, Parsed, SignatureError, Unreadable, jsjson
+from leadrelay.core.schema import event_id_for
+from tests.providers.common import RECEIVED_AT
+from tests.providers.test_robustness import key_paths, leaf_paths, load, set_at
+from tests.providers.test_samples import sample_paths
+from tests.signing import SIGNATURE_HEADERS, hmac_hex
+
+FAST_EXAMPLES = 60
+SLOW_EXAMPLES = 3000
+TYPED = (Parsed, Ignored, Unreadable)
+PROVIDER_NAMES = sorted(PROVIDERS)
+SAMPLES = [(path.parent.name, load(path)) for path in sample_paths()]
+EVENT_NAMES = sorted({name for p in PROVIDERS.values() for name in p.event_types})
+
+scalars = (
+    st.none()
+    | st.booleans()
+    | st.integers()
+    | st.floats()
+    | st.text()
+    | st.sampled_from(["", "  ", "45", "jane@example.com", "[email\u00a0protected]", *EVENT_NAMES])
+)
+json_values = st.recursive(
+    scalars,
+    lambda children: st.lists(children, max_size=4)
+    | st.dictionaries(st.text(max_size=10), children, max_size=5),
+    max_leaves=25,
+)
+json_objects = st.dictionaries(
+    st.sampled_from(["event", "type", "id", "timestamp", "data", "lead", "occurred_at"])
+    | st.text(max_size=6),
+    json_values,
+    max_size=6,
+)
+header_maps = st.dictionaries(
+    st.sampled_from(["X-Webhook-Event", "x-webhook-event", "Content-Type"]),
+    st.sampled_from(EVENT_NAMES) | st.text(max_size=20),
+    max_size=2,
+)
+
+
+@st.composite
+def mutated_samples(draw: st.DrawFn) -> tuple[str, dict[str, Any]]:
+    provider, original = draw(st.sampled_from(SAMPLES))
+    payload = copy.deepcopy(original)
+    for _ in range(draw(st.integers(1, 4))):
+        paths = list(leaf_paths(payload)) + list(key_paths(payload))
+        if not paths or paths == [()]:
+            break
+        target = paths[draw(st.integers(0, len(paths) - 1))]
+        if target:
+            set_at(payload, target, draw(json_values))
+    return provider, payload
+
+
+def check_parse(provider: str, payload: Any, headers: dict[str, str]) -> None:
+    adapter = PROVIDERS[provider]
+    result = adapter.parse(payload, source="src", received_at=RECEIVED_AT, headers=headers)
+    assert isinstance(result, TYPED)
+    again = adapter.parse(payload, source="src", received_at=RECEIVED_AT, headers=headers)
+    if isinstance(result, Parsed):
+        assert isinstance(again, Parsed)
+        assert result.event.idempotency_key == again.event.idempotency_key
+        assert result.event.event_id == event_id_for("src", result.event.idempotency_key)
+        assert result.event.lead.key
+    elif isinstance(result, Ignored):
+        assert isinstance(again, Ignored)
+        assert result.idempotency_key == again.idempotency_key
+    else:
+        assert result.reason
+
+
+def check_verify(provider: str, body: bytes, signature: str | None, secrets: list[str]) -> None:
+    headers = {} if signature is None else {SIGNATURE_HEADERS[provider]: signature}
+    try:
+        outcome = PROVIDERS[provider].verify(headers, body, secrets)
+    except SignatureError as error:
+        assert error.reason in {"missing", "malformed", "mismatch"}
+        for secret in secrets:
+            if len(secret) > 3:
+                assert secret not in error.message
+    else:
+        assert outcome is None
+
+
+def check_leadshark_accepts_stringify(value: Any, secret: str) -> None:
+    body = json.dumps(value, indent=1).encode("utf-8")
+    signed = jsjson.stringify(jsjson.parse(body)).encode("utf-8")
+    headers = {"X-Webhook-Signature": hmac_hex(secret, signed)}
+    assert PROVIDERS["leadshark"].verify(headers, body, [secret]) is None
+
+
+def _properties(examples: int) -> dict[str, Callable[..., None]]:
+    common = settings(
+        max_examples=examples, deadline=None, suppress_health_check=[HealthCheck.too_slow]
+    )
+
+    @common
+    @given(st.sampled_from(PROVIDER_NAMES), json_values | json_objects, header_maps)
+    def parsers_on_arbitrary_json(provider: str, payload: Any, headers: dict[str, str]) -> None:
+        check_parse(provider, payload, headers)
+
+    @common
+    @given(mutated_samples(), header_maps)
+    def parsers_on_mutated_samples(sample: tuple[str, Any], headers: dict[str, str]) -> None:
+        check_parse(*sample, headers)
+
+    @common
+    @given(
+        st.sampled_from(PROVIDER_NAMES),
+        st.binary(max_size=200) | json_values.map(lambda v: json.dumps(v).encode()),
+        st.none() | st.text(max_size=80) | st.from_regex(r"(sha256=)?[0-9a-f]{64}", fullmatch=True),
+        st.lists(st.text(max_size=20), max_size=3),
+    )
+    def verifier_on_arbitrary_input(
+        provider: str, body: bytes, signature: str | None, secrets: list[str]
+    ) -> None:
+        check_verify(provider, body, signature, secrets)
+
+    @common
+    @given(json_values, st.text(min_size=1, max_size=20))
+    def leadshark_accepts_any_stringified_json(value: Any, secret: str) -> None:
+        check_leadshark_accepts_stringify(value, secret)
+
+    return {
+        "parsers_on_arbitrary_json": parsers_on_arbitrary_json,
+        "parsers_on_mutated_samples": parsers_on_mutated_samples,
+        "verifier_on_arbitrary_input": verifier_on_arbitrary_input,
+        "leadshark_accepts_any_stringified_json": leadshark_accepts_any_stringified_json,
+    }
+
+
+FAST = _properties(FAST_EXAMPLES)
+SLOW = _properties(SLOW_EXAMPLES)
+
+
+@pytest.mark.parametrize("name", sorted(FAST))
+def test_property(name: str) -> None:
+    FAST[name]()
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("name", sorted(SLOW))
+def test_property_many_examples(name: str) -> None:
+    SLOW[name]()

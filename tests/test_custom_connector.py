@@ -1,0 +1,58 @@
+"""The custom connector example is found through the entry-point group, as after pip install."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+
+from leadrelay.connectors.base import Delivered
+from leadrelay.connectors.registry import available_types, connector_class
+from leadrelay.core.config import parse_config
+from tests.factories import make_event
+
+EXAMPLE = Path(__file__).resolve().parents[1] / "examples" / "custom_connector"
+
+
+@pytest.fixture
+def installed_example(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    # What `pip install` leaves behind: the package importable and a dist-info with the
+    # entry point; importlib.metadata reads dist-info folders found on sys.path.
+    dist_info = tmp_path / "leadrelay_jsonl-0.1.0.dist-info"
+    dist_info.mkdir()
+    (dist_info / "METADATA").write_text(
+        "Metadata-Version: 2.1\nName: leadrelay-jsonl\nVersion: 0.1.0\n"
+    )
+    (dist_info / "entry_points.txt").write_text(
+        "[leadrelay.connectors]\njsonl = leadrelay_jsonl:JsonLinesConnector\n"
+    )
+    monkeypatch.syspath_prepend(str(EXAMPLE))
+    monkeypatch.syspath_prepend(str(tmp_path))
+
+
+@pytest.mark.usefixtures("installed_example")
+def test_plugin_is_listed_and_loaded_from_yaml(tmp_path: Path) -> None:
+    assert "jsonl" in available_types()
+    out = tmp_path / "leads.jsonl"
+    config = parse_config(
+        {"store": "sqlite://", "connectors": {"lake": {"type": "jsonl", "path": str(out)}}},
+        env={},
+    )
+    connector = connector_class("jsonl")("lake", config.connectors["lake"])
+    event = make_event(email="ada@example.com")
+
+    assert connector.send([event]) == [Delivered()]
+    line = json.loads(out.read_text(encoding="utf-8"))
+    assert line["event_id"] == event.event_id
+    assert line["lead"]["email"] == "ada@example.com"
+    assert "raw" not in line
+
+
+def test_unknown_type_is_a_config_error_naming_the_key() -> None:
+    from leadrelay.core.config import ConfigError
+
+    with pytest.raises(ConfigError) as info:
+        parse_config({"connectors": {"lake": {"type": "nope"}}}, "c.yaml", env={})
+    assert info.value.key_path == "connectors.lake.type"
+    assert "unknown connector type 'nope'" in str(info.value)
