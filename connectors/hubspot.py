@@ -248,7 +248,6 @@ class _Settled:
 
     outcome: Outcome
     record_id: str | None = None
-    created: bool | None = None
 
 
 @dataclass(frozen=True)
@@ -313,10 +312,11 @@ class HubSpotConnector(Connector[HubSpotOptions]):
         try:
             for kind, indices in _phases(plans):
                 if kind is _UpsertPlan:
-                    outcomes.update(self._run_upserts(batch, plans, indices))
+                    self._run_upserts(batch, plans, indices, outcomes)
                 else:
-                    outcomes.update(self._run_archives(plans, indices))
+                    self._run_archives(plans, indices, outcomes)
         except _StopSending as stop:
+            # Events settled before the stop keep their outcome; the rest share its fate.
             for index in range(len(batch)):
                 outcomes.setdefault(index, stop.outcome)
         return [outcomes[index] for index in range(len(batch))]
@@ -354,24 +354,25 @@ class HubSpotConnector(Connector[HubSpotOptions]):
         The empty upsert writes nothing; HubSpot checks scopes before the body, so a 403
         there names a missing write scope. A 400 about the empty input means it got past it.
         """
-        probes: list[tuple[str, Callable[..., Any]]] = [
+        probes: list[tuple[str, Callable[..., Any], set[int]]] = [
             (
                 f"GET {CONTACTS_PATH}?limit=1",
                 lambda **kw: self._contacts_basic.get_page(limit=1, archived=False, **kw),
+                set(),
             ),
             (
                 f"POST {UPSERT_PATH} with no inputs",
                 lambda **kw: self._contacts_batch.upsert(self._upsert_body([]), **kw),
+                {400},  # refused for being empty: the token and its scopes passed
             ),
         ]
-        for label, request in probes:
+        for label, request, also_fine in probes:
             try:
                 reply = self._call(request)
             except _StopSending as stop:
                 raise ConnectionCheckFailed(f"{label}: {_outcome_text(stop.outcome)}") from None
-            if reply.ok or (reply.status == 400 and "upsert" in label):
-                continue
-            raise ConnectionCheckFailed(f"{label}: {self._failure(reply)}")
+            if not reply.ok and reply.status not in also_fine:
+                raise ConnectionCheckFailed(f"{label}: {self._failure(reply)}")
 
     def close(self) -> None:
         for client in (self._contacts_client, self._notes_client):
@@ -432,8 +433,12 @@ class HubSpotConnector(Connector[HubSpotOptions]):
     # -- upserts and notes ------------------------------------------------------------------
 
     def _run_upserts(
-        self, batch: Sequence[LeadEvent], plans: Sequence[_Plan], indices: list[int]
-    ) -> dict[int, Outcome]:
+        self,
+        batch: Sequence[LeadEvent],
+        plans: Sequence[_Plan],
+        indices: list[int],
+        outcomes: dict[int, Outcome],
+    ) -> None:
         # One input per contact: HubSpot refuses a batch that names one id twice.
         inputs: dict[tuple[str, str], _ContactInput] = {}
         for index in indices:
@@ -451,16 +456,23 @@ class HubSpotConnector(Connector[HubSpotOptions]):
             by_property.setdefault(contact.identity.id_property, []).append(contact)
 
         settled: dict[str, _Settled] = {}
-        for group in by_property.values():
-            for chunk in _chunks(group, BATCH_LIMIT):
-                reply = self._post_upserts(chunk)
-                settled.update(self._settle(chunk, reply, self._post_upserts, self._read_upserts))
+        stopped: _StopSending | None = None
+        try:
+            for group in by_property.values():
+                for chunk in _chunks(group, BATCH_LIMIT):
+                    reply = self._post_upserts(chunk)
+                    settled.update(
+                        self._settle(chunk, reply, self._post_upserts, self._read_upserts)
+                    )
+        except _StopSending as stop:
+            stopped = stop
 
-        outcomes: dict[int, Outcome] = {}
         notes: list[_NoteInput] = []
         contact_results: dict[int, _Settled] = {}
         for contact in inputs.values():
-            result = settled[contact.trace]
+            result = settled.get(contact.trace)
+            if result is None:
+                continue
             for index in contact.event_indices:
                 contact_results[index] = result
                 activity = batch[index].activity
@@ -473,6 +485,8 @@ class HubSpotConnector(Connector[HubSpotOptions]):
                     )
                 else:
                     notes.append(self._note_input(index, batch[index], result.record_id))
+        if stopped is not None:
+            raise stopped
 
         for chunk in _chunks(notes, BATCH_LIMIT):
             reply = self._post_notes(chunk)
@@ -492,7 +506,6 @@ class HubSpotConnector(Connector[HubSpotOptions]):
                     )
                 else:
                     outcomes[note.event_index] = note_result.outcome
-        return outcomes
 
     def _post_upserts(self, chunk: list[_ContactInput]) -> _Reply:
         body = self._upsert_body(chunk)
@@ -504,18 +517,17 @@ class HubSpotConnector(Connector[HubSpotOptions]):
         id_property = chunk[0].identity.id_property
 
         def find(result: Mapping[str, Any]) -> _ContactInput | None:
-            properties = result.get("properties") or {}
-            value = properties.get(id_property)
-            if isinstance(value, str):
-                match_key = _Identity(id_property, value).match_key
-                return by_trace.get(str(result.get("objectWriteTraceId"))) or by_id.get(match_key)
-            return by_trace.get(str(result.get("objectWriteTraceId")))
+            trace = str(result.get("objectWriteTraceId"))
+            if trace in by_trace:
+                return by_trace[trace]
+            value = (result.get("properties") or {}).get(id_property)
+            return by_id.get(_Identity(id_property, value).match_key) if value else None
 
         def delivered(result: Mapping[str, Any]) -> _Settled:
             record_id = str(result["id"]) if result.get("id") is not None else None
             created = result.get("new")
             verb = "created" if created else "updated" if created is False else "upserted"
-            return _Settled(Delivered(f"{verb} contact {record_id}"), record_id, created)
+            return _Settled(Delivered(f"{verb} contact {record_id}"), record_id)
 
         return self._read_batch_reply(chunk, reply, find, delivered, by_id, id_property)
 
@@ -540,7 +552,7 @@ class HubSpotConnector(Connector[HubSpotOptions]):
             return same.pop(0) if same else None
 
         def delivered(result: Mapping[str, Any]) -> _Settled:
-            return _Settled(Delivered(f"added note {result.get('id')}"), result.get("id"))
+            return _Settled(Delivered(f"added note {result.get('id')}"), str(result.get("id")))
 
         return self._read_batch_reply(chunk, reply, find, delivered, {}, None)
 
@@ -632,35 +644,45 @@ class HubSpotConnector(Connector[HubSpotOptions]):
 
     # -- archives ----------------------------------------------------------------------------
 
-    def _run_archives(self, plans: Sequence[_Plan], indices: list[int]) -> dict[int, Outcome]:
-        identities: dict[tuple[str, str], _Identity] = {}
+    def _run_archives(
+        self, plans: Sequence[_Plan], indices: list[int], outcomes: dict[int, Outcome]
+    ) -> None:
+        by_property: dict[str, dict[str, _Identity]] = {}
         for index in indices:
             plan = plans[index]
             assert isinstance(plan, _ArchivePlan)
-            identities.setdefault(
-                (plan.identity.id_property, plan.identity.match_key), plan.identity
+            identity = plan.identity
+            by_property.setdefault(identity.id_property, {}).setdefault(
+                identity.match_key, identity
             )
-        found: dict[tuple[str, str], str] = {}
         results: dict[tuple[str, str], Outcome] = {}
-        for chunk in _chunks(list(identities.values()), BATCH_LIMIT):
-            found.update(self._find_contacts(chunk, results))
-        for id_chunk in _chunks(sorted(set(found.values())), BATCH_LIMIT):
-            reply = self._archive(id_chunk)
-            if not reply.ok:
-                self._stop_if_batch_wide(reply)
-            for key, record_id in found.items():
-                if record_id in id_chunk:
-                    results[key] = (
-                        Delivered(f"archived contact {record_id}")
-                        if reply.ok
-                        else Permanent(self._failure(reply))
-                    )
-        outcomes = {}
-        for index in indices:
-            plan = plans[index]
-            assert isinstance(plan, _ArchivePlan)
-            outcomes[index] = results[(plan.identity.id_property, plan.identity.match_key)]
-        return outcomes
+
+        def settle_events() -> None:
+            for index in indices:
+                plan = plans[index]
+                assert isinstance(plan, _ArchivePlan)
+                key = (plan.identity.id_property, plan.identity.match_key)
+                if key in results:
+                    outcomes[index] = results[key]
+
+        try:
+            found: dict[tuple[str, str], str] = {}
+            for identities in by_property.values():
+                for chunk in _chunks(list(identities.values()), BATCH_LIMIT):
+                    found.update(self._find_contacts(chunk, results))
+            for id_chunk in _chunks(sorted(set(found.values())), BATCH_LIMIT):
+                reply = self._archive(id_chunk)
+                if not reply.ok:
+                    self._stop_if_batch_wide(reply)
+                for key, record_id in found.items():
+                    if record_id in id_chunk:
+                        results[key] = (
+                            Delivered(f"archived contact {record_id}")
+                            if reply.ok
+                            else Permanent(self._failure(reply))
+                        )
+        finally:
+            settle_events()
 
     def _archive(self, record_ids: list[str]) -> _Reply:
         body = self._archive_body(record_ids)

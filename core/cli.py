@@ -422,7 +422,7 @@ def _print_sample_results(results: Sequence[Any], show_requests: bool, live: boo
             )
             click.echo(f"  {r.provider_event} → {r.type}: {who}")
         for c in r.connectors:
-            state = "" if c.enabled else " (disabled in config)"
+            state = "" if c.enabled else ", disabled in config"
             click.echo(f"  → {c.connector} ({c.type}{state}): {c.outcome} {c.detail}".rstrip())
             if show_requests and c.request is not None:
                 text = json.dumps(c.request, indent=2, ensure_ascii=False, default=_json_default)

@@ -41,6 +41,8 @@ def configure(level: str = "INFO", json_lines: bool = True) -> None:
     root.setLevel(level.upper())
     # urllib3 logs full URLs at DEBUG, and incoming-webhook URLs are secrets.
     logging.getLogger("urllib3").setLevel(logging.WARNING)
+    # Migrations run at every start; their step-by-step chatter is noise.
+    logging.getLogger("alembic").setLevel(logging.WARNING)
 
 
 def fields(**values: Any) -> dict[str, Any]:

@@ -11,6 +11,7 @@ from __future__ import annotations
 import hashlib
 import json
 import logging
+import re
 import threading
 import time
 from datetime import datetime
@@ -92,9 +93,16 @@ def kept_headers(headers: Any) -> dict[str, str]:
     return kept
 
 
+# PostgreSQL text cannot hold NUL, and no database text can hold a lone surrogate (which
+# JSON can carry as a `\ud800` escape).
+_UNSTORABLE_CHARS = re.compile("[\x00\ud800-\udfff]")
+
+
 def _clean(value: str | None, limit: int) -> str | None:
-    # PostgreSQL text cannot hold NUL; columns have lengths.
-    return None if value is None else value.replace("\x00", "")[:limit]
+    # Columns have lengths.
+    if value is None:
+        return None
+    return _UNSTORABLE_CHARS.sub(lambda m: "" if m.group() == "\x00" else "\ufffd", value)[:limit]
 
 
 _MAX_STORED_KEY = 255  # tables.dedup_keys.idempotency_key
@@ -103,11 +111,13 @@ _MAX_STORED_KEY = 255  # tables.dedup_keys.idempotency_key
 def storable_key(idempotency_key: str) -> str:
     """The key as the dedup column can hold it, the same for every retry of one event.
 
-    A provider's own event id can be longer than the column or carry a NUL (which
-    PostgreSQL text refuses); either would fail the commit on every retry, so such a key
-    is stored as its hash instead of being truncated (truncation could merge two events).
+    A provider's own event id can be longer than the column or carry a character no
+    database text holds; either would fail the commit on every retry, so such a key is
+    stored as its hash instead of being cut (cutting could merge two events).
     """
-    if len(idempotency_key) <= _MAX_STORED_KEY and "\x00" not in idempotency_key:
+    if len(idempotency_key) <= _MAX_STORED_KEY and not _UNSTORABLE_CHARS.search(
+        idempotency_key
+    ):
         return idempotency_key
     return "sha256:" + _sha256(idempotency_key.encode("utf-8", "surrogatepass"))
 
@@ -158,18 +168,30 @@ class Ingestor:
         }
         if isinstance(result, Parsed):
             lead_event = result.event
-            return IncomingEvent(
-                **base,
-                event_id=lead_event.event_id,
-                status="accepted",
-                idempotency_key=storable_key(lead_event.idempotency_key),
-                type=lead_event.type,
-                provider_event=_clean(lead_event.provider_event, 128),
-                lead_key=_clean(lead_event.lead.key, 320),
-                occurred_at=lead_event.occurred_at,
-                normalized=dump_normalized(lead_event),
-                connectors=route(lead_event, self.config.connectors, self.disabled_connectors()),
-            )
+            try:
+                normalized = dump_normalized(lead_event)
+            except ValueError as exc:
+                # A lead field the database cannot hold (a lone surrogate): failing would
+                # refuse every retry, so keep the raw body in quarantine instead.
+                result = Unreadable(
+                    f"cannot store the normalized event: {exc}",
+                    provider_event=lead_event.provider_event,
+                )
+            else:
+                return IncomingEvent(
+                    **base,
+                    event_id=lead_event.event_id,
+                    status="accepted",
+                    idempotency_key=storable_key(lead_event.idempotency_key),
+                    type=lead_event.type,
+                    provider_event=_clean(lead_event.provider_event, 128),
+                    lead_key=_clean(lead_event.lead.key, 320),
+                    occurred_at=lead_event.occurred_at,
+                    normalized=normalized,
+                    connectors=route(
+                        lead_event, self.config.connectors, self.disabled_connectors()
+                    ),
+                )
         if isinstance(result, Ignored):
             return IncomingEvent(
                 **base,
@@ -333,11 +355,11 @@ def create_app(config: Config, store: Store, *, ingestor: Ingestor | None = None
         g.log_fields.update(event_id=stored.event_id, deliveries=len(record.connectors))
         if stored.duplicate:
             return json_response(200, {"status": "duplicate", "event_id": stored.event_id})
-        if isinstance(result, Unreadable):
+        if record.status == "quarantined":
             return json_response(
-                202, {"status": "quarantined", "event_id": stored.event_id, "reason": result.reason}
+                202, {"status": "quarantined", "event_id": stored.event_id, "reason": record.reason}
             )
-        if isinstance(result, Ignored):
+        if record.status == "ignored":
             return json_response(200, {"status": "ignored", "event_id": stored.event_id})
         return json_response(200, {"status": "accepted", "event_id": stored.event_id})
 

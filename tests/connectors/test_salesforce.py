@@ -199,6 +199,7 @@ def test_fake_answers_single_record_calls_like_the_rest_api(
     fake: FakeSalesforce, server: RunningServer
 ) -> None:
     http = requests.Session()
+    http.trust_env = False  # else REQUESTS_CA_BUNDLE would override `verify`
     http.verify = server.ca_file
     sf = Salesforce(instance_url=server.base_url, session_id=fake.issue_session(), session=http)
 
