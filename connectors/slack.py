@@ -74,7 +74,8 @@ _FIELD_VALUE_BUDGET = 300
 _ACTIVITY_TEXT_BUDGET = 1500
 _BIO_BUDGET = 600
 _FALLBACK_TEXT_BUDGET = 1000
-_URL_BUDGET = 1000
+# Per link target, escaped: four links and their separators stay under one section's 3000.
+_URL_BUDGET = 700
 
 _DEFAULT_RETRY_AFTER = 30.0
 
@@ -244,7 +245,7 @@ def safe_link(url: str | None, label: str) -> str | None:
     if not url:
         return None
     url = url.strip()
-    if len(url) > _URL_BUDGET or any(ch.isspace() or ord(ch) < 32 for ch in url):
+    if any(ch.isspace() or ord(ch) < 32 for ch in url):
         return None
     try:
         parts = urlsplit(url)
@@ -254,6 +255,8 @@ def safe_link(url: str | None, label: str) -> str | None:
     if parts.scheme.lower() not in ("http", "https") or not host:
         return None
     target = escape_mrkdwn(url).replace("|", "%7C")
+    if len(target) > _URL_BUDGET:
+        return None  # a cut URL would lead somewhere else
     return f"<{target}|{escape_mrkdwn(label)}>"
 
 
@@ -681,9 +684,13 @@ def _sdk_logger(connector_name: str, secrets: tuple[str, ...]) -> logging.Logger
     """
     sdk_logger = logging.getLogger(f"{__name__}.sdk.{connector_name}")
     sdk_logger.setLevel(logging.INFO)
-    for old in [f for f in sdk_logger.filters if isinstance(f, _ScrubSecrets)]:
-        sdk_logger.removeFilter(old)
-    sdk_logger.addFilter(_ScrubSecrets(secrets))
+    existing = next((f for f in sdk_logger.filters if isinstance(f, _ScrubSecrets)), None)
+    if existing is None:
+        sdk_logger.addFilter(_ScrubSecrets(secrets))
+    else:
+        # Another instance of this connector (a reload, a rotated token) logs here too:
+        # keep scrubbing its secrets as well.
+        existing.secrets = tuple(sorted({*existing.secrets, *secrets}, key=len, reverse=True))
     return sdk_logger
 
 

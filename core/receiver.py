@@ -115,9 +115,7 @@ def storable_key(idempotency_key: str) -> str:
     database text holds; either would fail the commit on every retry, so such a key is
     stored as its hash instead of being cut (cutting could merge two events).
     """
-    if len(idempotency_key) <= _MAX_STORED_KEY and not _UNSTORABLE_CHARS.search(
-        idempotency_key
-    ):
+    if len(idempotency_key) <= _MAX_STORED_KEY and not _UNSTORABLE_CHARS.search(idempotency_key):
         return idempotency_key
     return "sha256:" + _sha256(idempotency_key.encode("utf-8", "surrogatepass"))
 

@@ -642,8 +642,14 @@ class Store:
                     events.c.received_at < cutoff, events.c.event_id.not_in(still_pending)
                 )
             ).rowcount
+            # A key whose event is still stored stays: without it the same body would be
+            # taken as new and collide with that event's row (retention > dedup_retention,
+            # or a delivery pending that long).
             n_keys = conn.execute(
-                delete(dedup_keys).where(dedup_keys.c.first_seen_at < now - dedup_retention)
+                delete(dedup_keys).where(
+                    dedup_keys.c.first_seen_at < now - dedup_retention,
+                    dedup_keys.c.event_id.not_in(select(events.c.event_id)),
+                )
             ).rowcount
         return {
             "events": n_events,

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import csv
+import errno
 import multiprocessing
 import os
 from pathlib import Path
@@ -11,6 +12,7 @@ from typing import Any
 import pytest
 from pydantic import ValidationError
 
+from leadrelay.connectors import csv_file
 from leadrelay.connectors.base import ConnectionCheckFailed, Delivered, Permanent, Retryable
 from leadrelay.connectors.csv_file import (
     DEFAULT_COLUMNS,
@@ -70,9 +72,7 @@ def test_default_columns_follow_the_design_order(tmp_path: Path) -> None:
 
 def test_custom_columns_and_delimiter(tmp_path: Path) -> None:
     path = tmp_path / "leads.csv"
-    connector = csv_connector(
-        path, columns=["email", "event_id", "bio", "score"], delimiter=";"
-    )
+    connector = csv_connector(path, columns=["email", "event_id", "bio", "score"], delimiter=";")
     event = make_event(bio="likes; semicolons", score=3.0)
 
     connector.send([event])
@@ -126,7 +126,7 @@ def test_an_empty_existing_file_gets_the_header(tmp_path: Path) -> None:
 @pytest.mark.parametrize("prefix", ["=", "+", "-", "@", "\t", "\r", "\n"])
 def test_formula_prefixes_are_neutralized(tmp_path: Path, prefix: str) -> None:
     path = tmp_path / "leads.csv"
-    payload = f"{prefix}HYPERLINK(\"https://evil.example\",\"x\")"
+    payload = f'{prefix}HYPERLINK("https://evil.example","x")'
     event = make_event(company=payload, full_name=f"{prefix}cmd|' /C calc'!A0")
 
     csv_connector(path).send([event])
@@ -237,6 +237,48 @@ def test_a_partial_last_row_is_removed_before_appending(tmp_path: Path, partial:
     assert path.read_bytes().startswith(intact)
     assert b"evt_partial" not in path.read_bytes()
     assert [r["event_id"] for r in data_rows(path)] == [kept.event_id, follow_up.event_id]
+
+
+def test_a_batch_cut_short_by_a_crash_is_completed_on_retry(tmp_path: Path) -> None:
+    path = tmp_path / "leads.csv"
+    batch = [make_event(full_name=f"Lead {i}") for i in range(3)]
+    csv_connector(tmp_path / "complete.csv").send(batch)
+    complete = (tmp_path / "complete.csv").read_bytes()
+    # The process died inside the write of the third row, before acknowledging anything.
+    path.write_bytes(complete[: complete.rindex(batch[2].event_id.encode()) + 20])
+
+    outcomes = csv_connector(path).send(batch)
+
+    assert outcomes == [
+        Delivered("already in file"),
+        Delivered("already in file"),
+        Delivered("appended to leads.csv"),
+    ]
+    assert path.read_bytes() == complete
+
+
+def test_a_failed_write_is_cut_back_and_retryable(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    path = tmp_path / "leads.csv"
+    connector = csv_connector(path)
+    connector.send([make_event()])
+    before = path.read_bytes()
+    real_write = os.write
+
+    def disk_full_halfway(fd: int, data: Any) -> int:
+        real_write(fd, bytes(data)[: len(data) // 2])
+        raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))
+
+    with monkeypatch.context() as patch:
+        patch.setattr(csv_file.os, "write", disk_full_halfway)
+        [outcome] = connector.send([make_event()])
+
+    assert isinstance(outcome, Retryable)
+    assert outcome.error.endswith("No space left on device (ENOSPC)")
+    assert path.read_bytes() == before
+    assert isinstance(connector.send([make_event()])[0], Delivered)
+    assert len(data_rows(path)) == 2
 
 
 def test_a_partial_header_is_rewritten(tmp_path: Path) -> None:

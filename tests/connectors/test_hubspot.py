@@ -7,6 +7,7 @@ from collections.abc import Iterator
 from typing import Any
 
 import pytest
+import requests
 from pydantic import SecretStr, ValidationError
 
 from leadrelay.connectors.base import (
@@ -780,3 +781,128 @@ def test_options_accept_a_custom_id_property() -> None:
 
     assert options.property_map()["github_login"] == "github_username"
     assert options.base_url == "https://api.hubapi.com"
+
+
+# -- more batch shapes -------------------------------------------------------------------------
+
+
+def test_a_stop_midway_keeps_what_was_already_delivered(
+    crm: HubSpotConnector, fake: FakeHubSpot
+) -> None:
+    fake.rate_limit = RateLimit(max_requests=1, window_ms=60_000)
+    events = [make_event(email=f"dev{n}@example.com") for n in range(150)]
+
+    outcomes = crm.send(events)
+
+    assert all(isinstance(o, Delivered) for o in outcomes[:100])
+    assert all(isinstance(o, RateLimited) for o in outcomes[100:])
+    assert len(fake.contacts) == 100
+
+
+def test_errors_tied_by_ids_and_untied_errors(crm: HubSpotConnector, fake: FakeHubSpot) -> None:
+    fake.fail_next(
+        status=207,
+        body={
+            "status": "COMPLETE",
+            "results": [{"id": "1", "properties": {"email": "ok@example.com"}, "new": False}],
+            "numErrors": 1,
+            "errors": [
+                {
+                    "status": "error",
+                    "category": "VALIDATION_ERROR",
+                    "message": "Property values were not valid",
+                    "context": {"ids": ["BAD@example.com"]},
+                }
+            ],
+        },
+    )
+    outcomes = crm.send(
+        [
+            make_event(email="ok@example.com"),
+            make_event(email="bad@example.com"),
+        ]
+    )
+    assert outcomes == [
+        Delivered("updated contact 1"),
+        Permanent("Property values were not valid (VALIDATION_ERROR)"),
+    ]
+
+    fake.fail_next(
+        status=207,
+        body={
+            "status": "COMPLETE",
+            "results": [],
+            "errors": [{"status": "error", "category": "INTERNAL", "message": "something broke"}],
+        },
+    )
+    [untied] = crm.send([make_event(email="ok@example.com")])
+    assert untied == Retryable(
+        "HubSpot answered 207 without a result for this record; errors it did not tie to a "
+        "record: something broke (INTERNAL)"
+    )
+
+
+def test_archives_of_email_and_key_leads_in_one_batch(
+    server: RunningServer, fake: FakeHubSpot
+) -> None:
+    hubspot = connector(server.base_url, on_delete="archive", key_property="leadrelay_key")
+    hubspot.send([make_event(email="a@example.com"), make_event(email=None)])
+
+    outcomes = hubspot.send(
+        [
+            make_event(type="lead.deleted", email="a@example.com"),
+            make_event(type="lead.deleted", email=None),
+        ]
+    )
+
+    assert all(isinstance(o, Delivered) for o in outcomes)
+    assert all(c["archived"] for c in fake.contacts.values())
+    assert len(fake.contacts) == 2
+    assert fake.calls_to("POST", "/crm/v3/objects/contacts/batch/read") == 2
+    hubspot.close()
+
+
+def test_tls_failure_is_retryable_despite_the_sdk_crashing_on_it(fake: FakeHubSpot) -> None:
+    # The SDK wraps a TLS error in ApiException(status=0, body=None), then calls
+    # body.decode() on it; the connector still answers with an outcome.
+    with serve(fake.app, https=True) as tls_server:
+        hubspot = connector(tls_server.base_url)  # the throwaway certificate is not trusted
+        [outcome] = hubspot.send([make_event()])
+        hubspot.close()
+
+    assert isinstance(outcome, Retryable)
+    assert "TLS error talking to HubSpot" in outcome.error
+    assert "CERTIFICATE_VERIFY_FAILED" in outcome.error
+
+
+# -- the fake itself answers like HubSpot ------------------------------------------------------
+
+
+def test_fake_refuses_more_than_100_inputs_and_duplicate_ids(
+    server: RunningServer, fake: FakeHubSpot
+) -> None:
+    url = server.base_url + UPSERT_PATH
+    headers = {"Authorization": f"Bearer {TOKEN}"}
+    too_many = {
+        "inputs": [
+            {"idProperty": "email", "id": f"d{n}@example.com", "properties": {}} for n in range(101)
+        ]
+    }
+    twice = {
+        "inputs": [
+            {"idProperty": "email", "id": "a@example.com", "properties": {}},
+            {"idProperty": "email", "id": "A@example.com", "properties": {}},
+        ]
+    }
+
+    over = requests.post(url, json=too_many, headers=headers, timeout=5)
+    duplicated = requests.post(url, json=twice, headers=headers, timeout=5)
+    anonymous = requests.post(url, json=twice, timeout=5)
+
+    assert over.status_code == 400
+    assert over.json()["category"] == "VALIDATION_ERROR"
+    assert duplicated.status_code == 400
+    assert "Duplicate IDs found in batch input" in duplicated.json()["message"]
+    assert anonymous.status_code == 401
+    assert anonymous.json()["category"] == "INVALID_AUTHENTICATION"
+    assert fake.contacts == {}

@@ -736,6 +736,14 @@ def test_timeout_is_retryable(fake: FakeSalesforce, connect: Connect) -> None:
     assert outcome.error.startswith("timeout after 0.3s")
 
 
+def test_verify_option_wins_over_requests_ca_bundle(
+    connect: Connect, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("REQUESTS_CA_BUNDLE", requests.certs.where())
+
+    assert isinstance(_only(connect().send([make_event()])), Delivered)
+
+
 def test_untrusted_certificate_is_retryable_not_a_crash(connect: Connect) -> None:
     outcome = _only(connect(verify=True).send([make_event()]))
 

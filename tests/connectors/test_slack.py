@@ -295,7 +295,15 @@ def test_huge_lead_fields_are_cut_to_block_kit_limits(
         bio="word " * 2000,
         location="L" * 5000,
         tags=[f"tag{i}" for i in range(2000)],
-        activity=Activity(kind="comment", text="line\n" * 10_000, campaign="K" * 5000),
+        github_url="https://github.com/" + "g" * 670,
+        linkedin_url="https://linkedin.com/in/" + "l" * 670,
+        website="https://acme.example/" + "w" * 670,
+        activity=Activity(
+            kind="comment",
+            text="line\n" * 10_000,
+            campaign="K" * 5000,
+            url="https://x.example/?" + "a=1&" * 500,  # too long to link without cutting
+        ),
     )
     assert len(event.lead.bio or "") == 10_000
 
@@ -320,6 +328,12 @@ def test_huge_lead_fields_are_cut_to_block_kit_limits(
     assert sum(len(t) for t in all_texts(message["blocks"])) < 10_000
     assert len(message["text"]) <= 1000
     assert "&am…" not in json.dumps(message["blocks"])
+    links = message["blocks"][-2]["text"]["text"]
+    assert [link.rsplit("|", 1)[1] for link in links.split("  ·  ")] == [
+        "GitHub>",
+        "LinkedIn>",
+        "Website>",
+    ]
 
 
 # -- error classification -----------------------------------------------------------------

@@ -375,7 +375,7 @@ class FakeHubSpot:
                 f"Unable to perform update/upsert by non-unique 0-1 property: {id_property}",
                 "VALIDATION_ERROR",
             )
-        properties = {k: v for k, v in item["properties"].items()}
+        properties = item["properties"]
         invalid = []
         for name, value in properties.items():
             if name not in self.contact_properties:
