@@ -23,6 +23,9 @@ pasted into HubSpot's structured `city` it would spoil territory reports; map it
 Identity: contacts are upserted by `id_property` (default `email`, matched case-insensitively
 as HubSpot does). A lead without that value is upserted by `key_property` (a unique custom
 property you create in HubSpot) holding `lead.key`, or skipped with the reason recorded.
+`key_property`, when set, is written on every contact. A lead's key changes once it gains an
+email (`github:jdoe` -> `email:...`), so a lead first seen without an email and later with
+one becomes two contacts; HubSpot's merge joins them.
 Two events for the same contact in one batch become one upsert input (later values win), as
 HubSpot refuses a batch that names one id twice.
 

@@ -652,10 +652,8 @@ class SalesforceConnector(Connector[SalesforceOptions]):
         if mapping.get("LastName") is not None and not record.get("LastName"):
             first, last = fallback_names(lead)
             record["LastName"] = last or self.options.fallback_last_name
-            if mapping.get("FirstName") is not None:
-                record.pop("FirstName", None)
-                if first:
-                    record["FirstName"] = first
+            if first is None and mapping.get("FirstName") == "first_name":
+                record.pop("FirstName", None)  # a one-word name went to LastName
         if mapping.get("Company") is not None and not record.get("Company"):
             record["Company"] = fallback_company(lead) or self.options.fallback_company
         email = record.get("Email")
@@ -699,8 +697,11 @@ class SalesforceConnector(Connector[SalesforceOptions]):
     def _deliver(self, client: Salesforce, chunk: Sequence[_Item]) -> dict[int, Outcome]:
         """Send one chunk (≤ 200 items, one per lead); one outcome per item."""
         outcomes: dict[int, Outcome] = {}
-        upserts = [i for i in chunk if self.options.external_id_field and not i.archive]
-        matched = [i for i in chunk if i not in upserts]
+        upserts: list[_Item] = []
+        matched: list[_Item] = []  # found by a lookup first: Email mode, and archiving
+        for item in chunk:
+            upserting = self.options.external_id_field and not item.archive
+            (upserts if upserting else matched).append(item)
         if upserts:
             path = f"composite/sobjects/{self.options.object}/{self.options.external_id_field}"
             outcomes.update(

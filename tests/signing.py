@@ -75,9 +75,7 @@ def _js_stringify_cached(text: str) -> str:
     return result
 
 
-def leadshark_headers(
-    signed_text: str, secret: str, *, event: str | None = None
-) -> dict[str, str]:
+def leadshark_headers(signed_text: str, secret: str, *, event: str | None = None) -> dict[str, str]:
     """Headers for a LeadShark request whose JSON.stringify(payload) is `signed_text`."""
     headers = {
         "Content-Type": "application/json",
@@ -94,7 +92,9 @@ def sign(provider: str, body: bytes, secret: str) -> dict[str, str]:
         payload = json.loads(body)
         event = payload.get("event") if isinstance(payload, dict) else None
         signed_text = _js_stringify_cached(body.decode("utf-8"))
-        return leadshark_headers(signed_text, secret, event=event if isinstance(event, str) else None)
+        return leadshark_headers(
+            signed_text, secret, event=event if isinstance(event, str) else None
+        )
     digest = hmac_hex(secret, body)
     return {
         "Content-Type": "application/json",

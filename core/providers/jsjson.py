@@ -21,10 +21,13 @@ from __future__ import annotations
 
 import json
 import math
+import re
 from decimal import Decimal
 from typing import Any
 
 _MAX_ARRAY_INDEX = 2**32 - 2
+# A surrogate pair first, so that its halves are not taken for lone surrogates.
+_NEEDS_ESCAPE = re.compile(r'[\ud800-\udbff][\udc00-\udfff]|["\\\x00-\x1f\ud800-\udfff]')
 _SHORT_ESCAPES = {
     '"': '\\"',
     "\\": "\\\\",
@@ -97,33 +100,18 @@ def format_number(value: int | float) -> str:
     return sign + body
 
 
+def _escape(match: re.Match[str]) -> str:
+    found = match.group()
+    if len(found) == 2:
+        # A surrogate pair held as two code points is one character to JavaScript.
+        high, low = (ord(char) for char in found)
+        return chr(0x10000 + ((high - 0xD800) << 10) + (low - 0xDC00))
+    return _SHORT_ESCAPES.get(found) or f"\\u{ord(found):04x}"
+
+
 def quote(text: str) -> str:
     """`JSON.stringify` of one string (ES2019 well-formed: lone surrogates escaped)."""
-    parts = ['"']
-    index = 0
-    length = len(text)
-    while index < length:
-        char = text[index]
-        code = ord(char)
-        if char in _SHORT_ESCAPES:
-            parts.append(_SHORT_ESCAPES[char])
-        elif code < 0x20:
-            parts.append(f"\\u{code:04x}")
-        elif 0xD800 <= code <= 0xDBFF:
-            following = ord(text[index + 1]) if index + 1 < length else 0
-            if 0xDC00 <= following <= 0xDFFF:
-                # A surrogate pair held as two code points is one character to JavaScript.
-                parts.append(chr(0x10000 + ((code - 0xD800) << 10) + (following - 0xDC00)))
-                index += 1
-            else:
-                parts.append(f"\\u{code:04x}")
-        elif 0xDC00 <= code <= 0xDFFF:
-            parts.append(f"\\u{code:04x}")
-        else:
-            parts.append(char)
-        index += 1
-    parts.append('"')
-    return "".join(parts)
+    return '"' + _NEEDS_ESCAPE.sub(_escape, text) + '"'
 
 
 def stringify(value: Any) -> str:

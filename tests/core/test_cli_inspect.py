@@ -16,7 +16,7 @@ from click.testing import CliRunner, Result
 
 from leadrelay.connectors.base import Delivered, Permanent
 from leadrelay.core.cli import main
-from leadrelay.core.config import Config
+from leadrelay.core.config import Config, load_config
 from leadrelay.core.providers import PROVIDERS, Unreadable
 from leadrelay.core.providers.base import ParseResult
 from leadrelay.core.receiver import Ingestor
@@ -91,16 +91,12 @@ class Populated:
 def populated(tmp_path: Path, sqlite_url: str) -> Iterator[Populated]:
     config_path = write_config(tmp_path / "connectors.yaml", sqlite_url, CONNECTORS)
     store = migrated_store(sqlite_url)
-    from leadrelay.core.config import load_config
-
     config = load_config(config_path)
     ingestor = Ingestor(config, store)
     now = utcnow()
     old = store_request(ingestor, "gitleads", gitleads_body(1), now - timedelta(hours=3))
     rejected = store_request(ingestor, "gitleads", gitleads_body(2), now - timedelta(minutes=5))
-    leadhub = store_request(
-        ingestor, "leadhub", fixture_body("leadhub", "lead.created.json"), now
-    )
+    leadhub = store_request(ingestor, "leadhub", fixture_body("leadhub", "lead.created.json"), now)
     ignored = store_request(
         ingestor, "gitleads", gitleads_body(3, event="repository.connected"), now
     )
@@ -113,7 +109,7 @@ def populated(tmp_path: Path, sqlite_url: str) -> Iterator[Populated]:
     )
     RecordingConnector.scripts["crm"] = [Delivered(), Permanent("400 Bad Request: invalid email")]
     worker = Worker(config, store, clock=lambda: utcnow() + timedelta(seconds=1))
-    assert worker.run_once("crm") == 2
+    assert worker.run_once("crm") == 3
     yield Populated(config_path, store, config, old, rejected, leadhub, ignored, quarantined)
     store.close()
 
@@ -233,9 +229,7 @@ def test_deliveries_json_has_one_row_per_event_and_connector(populated: Populate
 
 def test_deliveries_filter_by_status_shows_the_error(populated: Populated) -> None:
     rows = json_rows(
-        run_cli(
-            "deliveries", "--config", str(populated.config_path), "--status", "dead", "--json"
-        )
+        run_cli("deliveries", "--config", str(populated.config_path), "--status", "dead", "--json")
     )
     assert [(r["event_id"], r["connector"], r["attempts"], r["last_error"]) for r in rows] == [
         (populated.rejected, "crm", 1, "400 Bad Request: invalid email")

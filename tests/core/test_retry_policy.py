@@ -272,7 +272,7 @@ def test_exhausted_retries_are_dead_lettered(harness: Any) -> None:
     ("outcome", "status", "error"),
     [
         (Delivered("contact 123 updated"), "delivered", None),
-        (Skipped("lead.deleted is not sent to CRMs"), "skipped", "lead.deleted is not sent to CRMs"),
+        (Skipped("lead.deleted is not sent"), "skipped", "lead.deleted is not sent"),
     ],
 )
 def test_delivered_and_skipped_are_terminal(

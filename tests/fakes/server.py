@@ -80,7 +80,12 @@ def serve(app: Any, *, https: bool = False, host: str = "127.0.0.1") -> Iterator
             ca_file = str(cert_path)
         server = make_server(host, 0, app, threaded=True, ssl_context=ssl_context)
         port = server.server_port
-        thread = threading.Thread(target=server.serve_forever, name="fake-server", daemon=True)
+        thread = threading.Thread(
+            target=server.serve_forever,
+            kwargs={"poll_interval": 0.05},
+            name="fake-server",
+            daemon=True,
+        )
         thread.start()
         scheme = "https" if https else "http"
         try:

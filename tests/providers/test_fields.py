@@ -95,7 +95,7 @@ def test_text(value: object, expected: str | None) -> None:
 
 @pytest.mark.parametrize("value", [True, {"a": 1}, [1], float("inf")])
 def test_text_refuses_other_types(value: object) -> None:
-    with pytest.raises(fields.ShapeError, match="^f: expected a string"):
+    with pytest.raises(fields.ShapeError, match=r"^f: expected a string"):
         fields.text({"f": value}, "f", "f")
 
 

@@ -78,12 +78,12 @@ def test_key_order_integer_like_keys_first() -> None:
         "4294967294": 7,
         "4294967295": 8,
         "1.5": 9,
-        "０": 10,
+        "\uff10": 10,  # a full-width digit is not an array index
         "0": 11,
     }
     assert jsjson.stringify(value) == (
         '{"0":11,"2":4,"10":3,"4294967294":7,"b":1,"a":2,"01":5,"-1":6,'
-        '"4294967295":8,"1.5":9,"０":10}'
+        '"4294967295":8,"1.5":9,"\uff10":10}'
     )
 
 

@@ -85,7 +85,9 @@ def test_like_links_the_post() -> None:
     assert activity is not None
     assert activity.kind == "like"
     assert activity.campaign == "Engagement Campaign"
-    assert activity.url == "https://www.linkedin.com/feed/update/urn:li:activity:7372270383585984512/"
+    assert (
+        activity.url == "https://www.linkedin.com/feed/update/urn:li:activity:7372270383585984512/"
+    )
     assert activity.context == {
         "post_id": "urn:li:activity:7372270383585984512",
         "automation_id": "uuid",
@@ -202,7 +204,10 @@ def test_linkedin_username_from_url(url: str, username: str | None) -> None:
 # -- JSON.stringify signatures ------------------------------------------------------------
 
 UNICODE_PAYLOADS: list[dict[str, Any]] = [
-    {"event": "email.captured", "data": {"lead": {"name": "José Núñez", "email": "jose@example.es"}}},
+    {
+        "event": "email.captured",
+        "data": {"lead": {"name": "José Núñez", "email": "jose@example.es"}},
+    },
     {"event": "new.comment", "data": {"comment": {"text": "Great post 🚀🔥 👩‍💻"}}},
     {"event": "dm.sent", "data": {"message": "</script><script>alert(1)</script>"}},
     {"event": "dm.sent", "data": {"message": "line\u2028separator\u2029paragraph"}},

@@ -65,4 +65,9 @@ def test_every_sample_verifies_when_signed_as_its_doc_says() -> None:
     for path in paths:
         if path.parent.name != "leadshark":
             body = path.read_bytes()
-            assert PROVIDERS[path.parent.name].verify(sign(path.parent.name, body, SECRET), body, [SECRET]) is None
+            assert (
+                PROVIDERS[path.parent.name].verify(
+                    sign(path.parent.name, body, SECRET), body, [SECRET]
+                )
+                is None
+            )
