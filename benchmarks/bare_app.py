@@ -1,4 +1,8 @@
-"""The baseline: a bare Flask endpoint that reads the body and answers 200, nothing else."""
+"""The baseline: a bare Flask endpoint that reads the body and answers 200, nothing else.
+
+Served by `gunicorn -c deploy/gunicorn.conf.py benchmarks.bare_app:app`, so it runs
+under exactly the server settings leadrelay runs under.
+"""
 
 from __future__ import annotations
 
@@ -6,8 +10,15 @@ from flask import Flask, Response, request
 
 app = Flask(__name__)
 
+_ACCEPTED = '{"status": "accepted"}'
+
 
 @app.post("/webhooks/<source>")
 def webhook(source: str) -> Response:
     request.get_data(cache=False)
-    return Response('{"status":"accepted"}', status=200, mimetype="application/json")
+    return Response(_ACCEPTED, status=200, mimetype="application/json")
+
+
+@app.get("/healthz")
+def healthz() -> Response:
+    return Response('{"status": "ok"}', status=200, mimetype="application/json")

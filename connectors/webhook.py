@@ -287,9 +287,10 @@ class WebhookConnector(Connector[WebhookOptions]):
         self.disable_requested = reason
         logger.warning(
             "webhook connector %r: %s answered 410 Gone; requesting that the connector be "
-            "disabled (pending deliveries wait; set enabled: true again after fixing the url)",
+            "disabled (pending deliveries wait; fix the url, then run `connectors enable %s`)",
             self.name,
             urlsplit(self.options.url).netloc,
+            self.name,
         )
         return Permanent(reason)
 

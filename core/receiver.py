@@ -12,7 +12,6 @@ import hashlib
 import json
 import logging
 import re
-import threading
 import time
 from datetime import datetime
 from typing import Any
@@ -44,7 +43,6 @@ log = logging.getLogger("leadrelay.receiver")
 _KEPT_HEADER_PREFIX = "x-"
 _NEVER_KEPT = ("signature", "auth", "token", "secret", "key", "cookie", "password")
 _MAX_KEPT_HEADER = 256
-_DISABLED_CACHE_S = 5.0
 
 
 class ApiError(Exception):
@@ -82,6 +80,25 @@ def parse_json_object(body: bytes) -> dict[str, Any]:
     if not isinstance(payload, dict):
         raise ApiError(400, "not_an_object", "the JSON body must be an object")
     return payload
+
+
+def read_body(limit: int) -> bytes:
+    """The request body, or RequestEntityTooLarge if it is longer than `limit` bytes.
+
+    With a Content-Length, Werkzeug refuses an oversized body before reading it. A chunked
+    body has no length, and under gunicorn Werkzeug's limited stream stops silently at the
+    limit, handing over a truncated body: one byte read past the limit tells them apart.
+    """
+    body = request.get_data(cache=False)
+    if len(body) > limit:
+        raise RequestEntityTooLarge()
+    if (
+        request.content_length is None
+        and len(body) == limit
+        and request.environ["wsgi.input"].read(1)
+    ):
+        raise RequestEntityTooLarge()
+    return body
 
 
 def kept_headers(headers: Any) -> dict[str, str]:
@@ -126,9 +143,6 @@ class Ingestor:
     def __init__(self, config: Config, store: Store) -> None:
         self.config = config
         self.store = store
-        self._disabled: frozenset[str] = frozenset()
-        self._disabled_read_at = 0.0
-        self._lock = threading.Lock()
         self.committer: GroupCommitter[IncomingEvent, IngestResult] = GroupCommitter(
             self._commit, shared_failure=lambda exc: isinstance(exc, StoreUnavailable)
         )
@@ -136,16 +150,6 @@ class Ingestor:
     def _commit(self, records: Any) -> list[IngestResult]:
         metrics.INGEST_GROUP_SIZE.observe(len(records))
         return self.store.ingest(records)
-
-    def disabled_connectors(self) -> frozenset[str]:
-        """Connectors disabled at run time, cached briefly so requests do not query for it."""
-        now = time.monotonic()
-        if now - self._disabled_read_at > _DISABLED_CACHE_S:
-            with self._lock:
-                if now - self._disabled_read_at > _DISABLED_CACHE_S:
-                    self._disabled = frozenset(self.store.disabled_connectors())
-                    self._disabled_read_at = now
-        return self._disabled
 
     def record_for(
         self,
@@ -186,9 +190,9 @@ class Ingestor:
                     lead_key=_clean(lead_event.lead.key, 320),
                     occurred_at=lead_event.occurred_at,
                     normalized=normalized,
-                    connectors=route(
-                        lead_event, self.config.connectors, self.disabled_connectors()
-                    ),
+                    # Connectors disabled at run time (a 410) still get delivery rows:
+                    # they wait, and nothing is lost when the connector is enabled again.
+                    connectors=route(lead_event, self.config.connectors),
                 )
         if isinstance(result, Ignored):
             return IncomingEvent(
@@ -218,7 +222,10 @@ def _sha256(data: bytes) -> str:
 
 def create_app(config: Config, store: Store, *, ingestor: Ingestor | None = None) -> Flask:
     app = Flask(__name__)
-    app.config["MAX_CONTENT_LENGTH"] = config.server.max_body_bytes
+    # One byte over the limit: Werkzeug stops reading a streamed (chunked) body at this
+    # bound and returns what it read as if it were the whole body, so `_receive` reads one
+    # byte more than allowed to tell a body over the limit from one exactly at it.
+    app.config["MAX_CONTENT_LENGTH"] = config.server.max_body_bytes + 1
     ingestor = ingestor or Ingestor(config, store)
     app.extensions["leadrelay"] = {"config": config, "store": store, "ingestor": ingestor}
 
@@ -320,7 +327,7 @@ def create_app(config: Config, store: Store, *, ingestor: Ingestor | None = None
     def _receive(source: str) -> Response:
         source_config = config.sources[source]
         provider = PROVIDERS[source_config.provider]
-        body = request.get_data(cache=False)
+        body = read_body(config.server.max_body_bytes)
         secrets = source_config.secret_values()
         if secrets:
             try:
@@ -333,17 +340,15 @@ def create_app(config: Config, store: Store, *, ingestor: Ingestor | None = None
         result = provider.parse(
             payload, source=source, received_at=received_at, headers=request.headers
         )
+        record = ingestor.record_for(
+            source=source,
+            provider=provider.name,
+            result=result,
+            body=body,
+            headers=kept_headers(request.headers),
+            received_at=received_at,
+        )
         try:
-            # Routing reads the run-time disabled connectors from the store, so building
-            # the record can find the store down too: that is a 503 like a failed commit.
-            record = ingestor.record_for(
-                source=source,
-                provider=provider.name,
-                result=result,
-                body=body,
-                headers=kept_headers(request.headers),
-                received_at=received_at,
-            )
             stored = ingestor.committer.submit(record)
         except StoreUnavailable as exc:
             log.error("store unavailable", extra=fields(source=source, error=str(exc)))

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Collection, Mapping
+from collections.abc import Mapping
 
 from leadrelay.connectors.base import ConnectorOptions
 from leadrelay.core.schema import LeadEvent
@@ -16,18 +16,13 @@ def matches(event: LeadEvent, options: ConnectorOptions) -> bool:
     return all(getattr(event.lead, field, None) not in (None, "", []) for field in options.require)
 
 
-def route(
-    event: LeadEvent,
-    connectors: Mapping[str, ConnectorOptions],
-    disabled: Collection[str] = (),
-) -> tuple[str, ...]:
+def route(event: LeadEvent, connectors: Mapping[str, ConnectorOptions]) -> tuple[str, ...]:
     """Names of the connectors that should receive `event`, in config order.
 
-    A disabled connector (in YAML, or at run time after a 410) gets no new deliveries;
-    its pending ones wait until it is enabled again.
+    A connector with `enabled: false` gets no new deliveries (its pending ones wait until
+    it is enabled again). One disabled at run time after a 410 still gets them: they wait
+    with the rest, so re-enabling it loses nothing.
     """
     return tuple(
-        name
-        for name, options in connectors.items()
-        if options.enabled and name not in disabled and matches(event, options)
+        name for name, options in connectors.items() if options.enabled and matches(event, options)
     )

@@ -7,6 +7,10 @@ Policy (the same for every provider):
 - A field of a type that cannot stand for its value (an object where a name belongs, a
   boolean where an id belongs) raises `ShapeError`; the adapter answers `Unreadable`, so
   the event is quarantined raw and can be replayed after a fix instead of half-read.
+- A number field (a score) accepts numeric strings ("45"); text that is not a finite
+  number is a ShapeError rather than a silently dropped value.
+- Emails are checked loosely (`is_plausible_email`); an implausible one is not used as
+  the lead's email but kept in `extra["invalid_email"]`.
 - Strings are kept at full length: connectors cut them to their destinations' limits.
 - Timestamps become timezone-aware datetimes (naive ones are taken as UTC); one that
   cannot be parsed reads as None (the original stays in the event's `raw`).
@@ -21,6 +25,7 @@ from datetime import UTC, datetime
 from typing import Any
 
 from leadrelay.core.providers.base import Ignored, Parsed, ParseResult, Unreadable
+from leadrelay.core.providers.jsjson import format_number
 from leadrelay.core.schema import (
     Activity,
     EventType,
@@ -61,9 +66,11 @@ def require_object(container: Mapping[str, Any], key: str, path: str) -> dict[st
 
 
 def _number_text(value: int | float) -> str:
-    if isinstance(value, float) and value.is_integer():
-        return str(int(value))
-    return str(value)
+    # Integers keep every digit sent (long ids survive); floats print as JavaScript would
+    # (4.0 -> "4", 1e300 -> "1e+300").
+    if isinstance(value, int):
+        return str(value)
+    return format_number(value)
 
 
 def text(container: Mapping[str, Any], key: str, path: str) -> str | None:

@@ -6,8 +6,8 @@ Decisions (names are messy; these rules aim to be unsurprising, not clever):
 - One word ("Cher", "jdoe") is a first name only; `last_name` stays None. A CRM that
   requires a last name fills it from its own documented fallback.
 - Several words: the last word is the last name and the words before it the first name,
-  except that lower-case-insensitive particles directly before the last word ("van der",
-  "de la", "von", "al", ...) belong to the last name: "Ludwig van Beethoven" is
+  except that particles directly before the last word ("van der", "de la", "von", "al",
+  ...; matched case-insensitively) belong to the last name: "Ludwig van Beethoven" is
   Ludwig / van Beethoven. The first word is never taken as a particle, so "Van Morrison"
   stays Van / Morrison.
 - Generational or degree suffixes ("Jr.", "III", "PhD") stay with the last name.

@@ -328,19 +328,26 @@ def test_body_over_max_body_bytes_is_413(client: FlaskClient, store: Store) -> N
     assert all_events(store) == []
 
 
-@pytest.mark.parametrize("store_url", ["sqlite"], indirect=True)
-def test_body_at_max_body_bytes_is_accepted(client: FlaskClient, store: Store) -> None:
+def body_of_size(size: int) -> bytes:
     payload = json.loads(fixture_body("gitleads", "lead.created.json"))
     payload["data"]["bio"] = ""
-    filler = MAX_BODY_BYTES - len(json.dumps(payload).encode())
-    payload["data"]["bio"] = "x" * filler
+    payload["data"]["bio"] = "x" * (size - len(json.dumps(payload).encode()))
     body = json.dumps(payload).encode()
-    assert len(body) == MAX_BODY_BYTES
+    assert len(body) == size
+    return body
 
-    response = post_signed(client, "gitleads", body)
 
-    assert response.status_code == 200
-    assert response.get_json()["status"] == "accepted"
+@pytest.mark.parametrize("store_url", ["sqlite"], indirect=True)
+def test_body_at_max_body_bytes_is_accepted_one_byte_more_is_413(
+    client: FlaskClient, store: Store
+) -> None:
+    at_limit = post_signed(client, "gitleads", body_of_size(MAX_BODY_BYTES))
+    over_limit = post_signed(client, "gitleads", body_of_size(MAX_BODY_BYTES + 1))
+
+    assert at_limit.status_code == 200
+    assert at_limit.get_json()["status"] == "accepted"
+    assert_json_error(over_limit, 413, "payload_too_large")
+    assert len(all_events(store)) == 1
 
 
 def test_store_unavailable_is_503_and_nothing_is_acknowledged(tmp_path: Path) -> None:

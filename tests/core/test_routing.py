@@ -77,17 +77,15 @@ def test_route_names_matching_enabled_connectors_in_config_order() -> None:
     assert route(event, config.connectors) == ("everything", "created_only", "needs_email")
 
 
-def test_route_leaves_out_connectors_disabled_in_yaml_or_at_run_time() -> None:
+def test_route_matches_every_enabled_connector_that_wants_the_event() -> None:
+    # Run-time disables (410) are not routing's business: those deliveries are queued and
+    # wait (tests/core/test_connector_disable.py); `enabled: false` is tested above.
     config = routing_config()
     event = make_event(type="lead.updated", source="leadhub", provider="leadhub", phone="+1 555")
     assert route(event, config.connectors) == (
         "everything",
         "leadhub_only",
         "needs_phone",
-        "needs_email",
-    )
-    assert route(event, config.connectors, disabled={"everything", "needs_phone"}) == (
-        "leadhub_only",
         "needs_email",
     )
 
@@ -215,10 +213,10 @@ def test_commit_callback_runs_only_when_deliveries_were_created(sqlite_url: str)
     store.close()
 
 
-def test_runtime_disabled_connector_gets_no_new_deliveries(sqlite_url: str) -> None:
+def test_runtime_disabled_connector_still_gets_waiting_deliveries(sqlite_url: str) -> None:
     store = migrated_store(sqlite_url)
     store.set_connector_disabled("everything", "410 Gone from the destination")
     ingestor = Ingestor(routing_config(sqlite_url), store)
     record = gitleads_record(ingestor, 1)
-    assert record.connectors == ("created_only", "needs_email")
+    assert record.connectors == ("everything", "created_only", "needs_email")
     store.close()

@@ -19,7 +19,7 @@ from tests.providers.test_robustness import key_paths, leaf_paths, load, set_at
 from tests.providers.test_samples import sample_paths
 from tests.signing import SIGNATURE_HEADERS, hmac_hex
 
-FAST_EXAMPLES = 150
+FAST_EXAMPLES = 100
 SLOW_EXAMPLES = 3000
 TYPED = (Parsed, Ignored, Unreadable)
 PROVIDER_NAMES = sorted(PROVIDERS)

@@ -1,0 +1,194 @@
+"""3. Delivery to the HubSpot fake: 50 ms per call, 190 requests per rolling 10 s.
+
+N events are stored first (as the receiver would store them), then one `connectors worker`
+process delivers them through the real HubSpot connector to the fake (`base_url`), until
+none is pending. The bound the limit allows is 190 requests x 100 contacts per 10 s =
+1,900 contacts/s; one request per lead would allow 19 contacts/s.
+
+Events are `lead.enriched`, which carry no activity, so every request is a contact batch
+upsert (an activity would add a notes request per batch and halve the contacts bound).
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+import uuid
+from collections.abc import Callable, Iterable
+from typing import Any
+
+from benchmarks.common import (
+    BenchContext,
+    BenchmarkError,
+    connectors_process,
+    preload_events,
+    running,
+    sqlite_config,
+    sqlite_counts,
+    write_config,
+)
+from leadrelay.core.config import load_config
+from leadrelay.core.store import Store
+from tests.fakes.hubspot import FakeHubSpot, RateLimit
+from tests.fakes.server import serve
+
+LATENCY_MS = 50
+RATE_LIMIT_REQUESTS = 190
+RATE_LIMIT_WINDOW_MS = 10_000
+BATCH = 100
+BOUND_PER_S = RATE_LIMIT_REQUESTS * BATCH / (RATE_LIMIT_WINDOW_MS / 1000)
+ONE_PER_LEAD_PER_S = RATE_LIMIT_REQUESTS / (RATE_LIMIT_WINDOW_MS / 1000)
+FULL_EVENTS = 30_000
+TARGET_FRACTION = 0.9
+TOKEN = "test-token"
+UPSERT_PATH = "/crm/v3/objects/contacts/batch/upsert"
+
+
+class IndexedFakeHubSpot(FakeHubSpot):
+    """The test fake, with contacts indexed by email.
+
+    The fake finds a contact by scanning all of them, which is right for tests and
+    quadratic for tens of thousands of contacts: its own time per call would grow past
+    the 50 ms being modelled. Only the lookup by email changes here.
+    """
+
+    def reset(self, **settings: Any) -> None:
+        super().reset(**settings)
+        self._by_email: dict[str, dict[str, Any]] = {}
+
+    def _find(
+        self, prop: str, value: str, *, include_archived: bool = False
+    ) -> dict[str, Any] | None:
+        if prop != "email":
+            return super()._find(prop, value, include_archived=include_archived)
+        contact = self._by_email.get(value.strip().lower())
+        if contact is None or (contact["archived"] and not include_archived):
+            return None
+        return contact
+
+    def _apply_upsert(self, item: dict[str, Any]) -> dict[str, Any]:
+        result = super()._apply_upsert(item)
+        contact = self.contacts[result["id"]]
+        email = contact["properties"].get("email")
+        if email:
+            self._by_email[email.strip().lower()] = contact
+        return result
+
+
+class CallLog:
+    """WSGI middleware: when each call arrived, when it was answered, and its status."""
+
+    def __init__(self, app: Callable[..., Any]) -> None:
+        self.app = app
+        self.calls: list[tuple[float, float, str, int]] = []
+        self._lock = threading.Lock()
+
+    def __call__(self, environ: dict[str, Any], start_response: Callable[..., Any]) -> Any:
+        began = time.monotonic()
+        status_holder: list[int] = []
+
+        def recording_start_response(status: str, headers: Any, *args: Any) -> Any:
+            status_holder.append(int(status.split()[0]))
+            return start_response(status, headers, *args)
+
+        body: Iterable[bytes] = self.app(environ, recording_start_response)
+        chunks = list(body)
+        with self._lock:
+            self.calls.append(
+                (began, time.monotonic(), environ["PATH_INFO"], status_holder[0])
+            )
+        return chunks
+
+
+def run(ctx: BenchContext) -> dict[str, Any]:
+    work = ctx.directory("delivery")
+    count = ctx.count(FULL_EVENTS, floor=600)
+    fake = IndexedFakeHubSpot(
+        latency_ms=LATENCY_MS,
+        rate_limit=RateLimit(max_requests=RATE_LIMIT_REQUESTS, window_ms=RATE_LIMIT_WINDOW_MS),
+    )
+    log = CallLog(fake.app)
+    db_path = work / "delivery.db"
+    with serve(log) as server:
+        config_path = write_config(
+            work / "delivery.yaml",
+            sqlite_config(
+                db_path,
+                {
+                    "crm": {
+                        "type": "hubspot",
+                        "access_token": TOKEN,
+                        "base_url": server.base_url,
+                    }
+                },
+            ),
+        )
+        store = Store(load_config(config_path).store)
+        try:
+            store.migrate()
+            stored = preload_events(
+                load_config(config_path),
+                store,
+                count,
+                tag=f"dl{uuid.uuid4().hex[:6]}",
+                event="lead.enriched",
+            )
+        finally:
+            store.close()
+        worker = connectors_process(
+            "delivery-worker", work, ["worker", "--config", str(config_path)]
+        )
+        deadline_s = 60 + 5 * count / ONE_PER_LEAD_PER_S / BATCH
+        try:
+            with running(worker):
+                drained = _wait_drained(db_path, worker.alive, deadline_s)
+        finally:
+            fake.close()
+        if not drained:
+            raise BenchmarkError(f"deliveries not drained within {deadline_s:.0f}s")
+    counts = sqlite_counts(db_path)
+    upserts = [c for c in log.calls if c[2] == UPSERT_PATH]
+    ok_calls = [c for c in upserts if 200 <= c[3] < 300]
+    if not ok_calls:
+        raise BenchmarkError("the worker made no successful HubSpot call")
+    elapsed = max(c[1] for c in ok_calls) - min(c[0] for c in upserts)
+    delivered = counts["deliveries"].get("delivered", 0)
+    contacts_per_s = delivered / elapsed
+    server_ms = [(c[1] - c[0]) * 1000 for c in ok_calls]
+    return {
+        "events": stored,
+        "delivered": delivered,
+        "contacts_in_fake": len(fake.contacts),
+        "elapsed_s": round(elapsed, 2),
+        "contacts_per_s": round(contacts_per_s, 1),
+        "bound_per_s": BOUND_PER_S,
+        "fraction_of_rate_limit_bound": round(contacts_per_s / BOUND_PER_S, 3),
+        "one_request_per_lead_per_s": ONE_PER_LEAD_PER_S,
+        "times_one_request_per_lead": round(contacts_per_s / ONE_PER_LEAD_PER_S, 1),
+        "calls": len(upserts),
+        "calls_429": sum(1 for c in upserts if c[3] == 429),
+        "calls_per_s": round(len(ok_calls) / elapsed, 2),
+        "fake_ms_per_call_mean": round(sum(server_ms) / len(server_ms), 1),
+        "worker_ms_between_calls_mean": round(_mean_gap_ms(ok_calls), 1),
+        "target_fraction": TARGET_FRACTION,
+        "met": contacts_per_s / BOUND_PER_S >= TARGET_FRACTION,
+    }
+
+
+def _mean_gap_ms(calls: list[tuple[float, float, str, int]]) -> float:
+    """Mean time from one answer to the next call: the worker's own time per batch."""
+    ordered = sorted(calls)
+    gaps = [(b[0] - a[1]) * 1000 for a, b in zip(ordered, ordered[1:], strict=False)]
+    return sum(gaps) / len(gaps) if gaps else 0.0
+
+
+def _wait_drained(db_path: Any, alive: Callable[[], bool], timeout_s: float) -> bool:
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline:
+        if not alive():
+            raise BenchmarkError("the delivery worker exited")
+        counts = sqlite_counts(db_path)["deliveries"]
+        if not counts.get("pending"):
+            return True
+        time.sleep(0.1)
+    return False

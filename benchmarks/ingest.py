@@ -1,0 +1,156 @@
+"""1. Ingest: leadrelay under the production server against a bare Flask endpoint.
+
+Both run under `gunicorn -c deploy/gunicorn.conf.py` (same processes, threads, keepalive),
+one after the other, with the same load generator and the same unique signed bodies. The
+leadrelay run stores on SQLite (`synchronous=FULL`) with the delivery worker off, so
+only ingest is measured; afterwards every event answered 2xx is looked up in the database.
+"""
+
+from __future__ import annotations
+
+import subprocess
+import uuid
+from pathlib import Path
+from typing import Any
+
+from benchmarks.common import (
+    BIN,
+    BenchContext,
+    BenchmarkError,
+    free_port,
+    gunicorn_process,
+    running,
+    sqlite_config,
+    sqlite_counts,
+    stored_event_ids,
+    write_config,
+)
+from benchmarks.load import LoadResult, choose_loader, run_load
+
+FULL_DURATION_S = 20.0
+TARGET_RATIO = 0.5
+BARE_APP = "benchmarks.bare_app:app"
+
+
+def run(ctx: BenchContext) -> dict[str, Any]:
+    work = ctx.directory("ingest")
+    loader = choose_loader(ctx.loader)
+    duration = ctx.seconds(FULL_DURATION_S)
+    bare = _bare_flask(ctx, work, loader, duration)
+    leadrelay, check, profile = _leadrelay(ctx, work, loader, duration)
+    ratio = leadrelay.req_per_s / bare.req_per_s if bare.req_per_s else 0.0
+    return {
+        "loader": loader,
+        "connections": ctx.connections,
+        "duration_s": duration,
+        "leadrelay": leadrelay.summary(),
+        "bare_flask": bare.summary(),
+        "ratio_to_bare_flask": round(ratio, 3),
+        "target_ratio": TARGET_RATIO,
+        "met": ratio >= TARGET_RATIO and check["every_2xx_committed"],
+        "commit_check": check,
+        **({"profile": profile} if profile else {}),
+    }
+
+
+def _bare_flask(ctx: BenchContext, work: Path, loader: str, duration: float) -> LoadResult:
+    # The deploy config's hooks want a leadrelay config (they migrate a store at start).
+    config_path = write_config(work / "bare.yaml", sqlite_config(work / "bare.db", {}))
+    port = free_port()
+    server = gunicorn_process(
+        "ingest-bare-flask", work, config_path, port, app=BARE_APP, run_worker=False
+    )
+    with running(server):
+        server.wait_http_ready(f"http://127.0.0.1:{port}/healthz")
+        return run_load(
+            loader,
+            port,
+            duration,
+            tag=f"bare{uuid.uuid4().hex[:6]}",
+            work_dir=work,
+            connections=ctx.connections,
+        )
+
+
+def leadrelay_config(work: Path, name: str) -> tuple[Path, Path]:
+    """SQLite store + the CSV sink of the example config (its deliveries are stored too)."""
+    db_path = work / f"{name}.db"
+    config = sqlite_config(db_path, {"archive": {"type": "csv", "path": str(work / f"{name}.csv")}})
+    return write_config(work / f"{name}.yaml", config), db_path
+
+
+def _leadrelay(
+    ctx: BenchContext, work: Path, loader: str, duration: float
+) -> tuple[LoadResult, dict[str, Any], dict[str, Any] | None]:
+    config_path, db_path = leadrelay_config(work, "leadrelay")
+    port = free_port()
+    server = gunicorn_process("ingest-leadrelay", work, config_path, port, run_worker=False)
+    profile = None
+    with running(server):
+        server.wait_http_ready(f"http://127.0.0.1:{port}/readyz")
+        profiler = _start_profiler(work, server.pid, duration) if ctx.profile else None
+        try:
+            result = run_load(
+                loader,
+                port,
+                duration,
+                tag=f"lr{uuid.uuid4().hex[:6]}",
+                work_dir=work,
+                connections=ctx.connections,
+            )
+        finally:
+            if profiler is not None:
+                profile = _finish_profiler(profiler, work)
+    # The server is stopped: whatever it answered 2xx must be in the file now.
+    stored = stored_event_ids(db_path)
+    missing = result.accepted_ids - stored
+    counts = sqlite_counts(db_path)
+    check = {
+        "answered_2xx": result.ok,
+        "answered_2xx_with_event_id": len(result.accepted_ids),
+        "events_in_db": counts["events"],
+        "deliveries_in_db": sum(counts["deliveries"].values()),
+        "missing_from_db": len(missing),
+        "duplicates_sent": result.wrapped,
+        "every_2xx_committed": not missing and len(result.accepted_ids) == result.ok,
+    }
+    if missing:
+        raise BenchmarkError(f"{len(missing)} events answered 2xx are not in the database")
+    return result, check, profile
+
+
+def _start_profiler(work: Path, master_pid: int, duration: float) -> subprocess.Popen[bytes]:
+    py_spy = BIN / "py-spy"
+    if not py_spy.exists():
+        raise BenchmarkError("--profile needs py-spy (.venv/bin/pip install py-spy)")
+    return subprocess.Popen(
+        [
+            str(py_spy),
+            "record",
+            "--pid",
+            str(master_pid),
+            "--subprocesses",
+            "--nonblocking",
+            "--rate",
+            "200",
+            "--format",
+            "raw",
+            "--duration",
+            str(max(1, int(duration))),
+            "--output",
+            str(work / "profile.txt"),
+        ],
+        stdout=subprocess.DEVNULL,
+        stderr=(work / "py-spy.log").open("wb"),
+    )
+
+
+def _finish_profiler(profiler: subprocess.Popen[bytes], work: Path) -> dict[str, Any]:
+    try:
+        profiler.wait(timeout=60)
+    except subprocess.TimeoutExpired:
+        profiler.kill()
+        profiler.wait(timeout=10)
+    from benchmarks.profile import summarize
+
+    return summarize(work / "profile.txt")

@@ -1,0 +1,108 @@
+"""2. Sustained: full-speed ingest while the in-process worker delivers to the CSV sink.
+
+The production server with its delivery worker on (LEADRELAY_WORKER=1) takes the same load
+as benchmark 1; the backlog (pending deliveries) is sampled throughout. "Does not grow"
+means its trend over the second half of the run is flat (under 1% of the accepted rate).
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+import uuid
+from typing import Any
+
+from benchmarks.common import (
+    BenchContext,
+    free_port,
+    gunicorn_process,
+    pending_deliveries,
+    running,
+    sqlite_counts,
+)
+from benchmarks.ingest import leadrelay_config
+from benchmarks.load import choose_loader, run_load
+
+FULL_DURATION_S = 60.0
+SAMPLE_EVERY_S = 2.0
+DRAIN_TIMEOUT_S = 120.0
+# The trend that still counts as flat, as a share of the accepted rate.
+FLAT_SHARE = 0.01
+
+
+def run(ctx: BenchContext) -> dict[str, Any]:
+    work = ctx.directory("sustained")
+    loader = choose_loader(ctx.loader)
+    duration = ctx.seconds(FULL_DURATION_S)
+    config_path, db_path = leadrelay_config(work, "sustained")
+    port = free_port()
+    server = gunicorn_process("sustained-leadrelay", work, config_path, port, run_worker=True)
+    samples: list[tuple[float, int]] = []
+    stop_sampling = threading.Event()
+
+    def sample() -> None:
+        started = time.monotonic()
+        while not stop_sampling.wait(min(SAMPLE_EVERY_S, duration / 4)):
+            samples.append((round(time.monotonic() - started, 2), pending_deliveries(db_path)))
+
+    with running(server):
+        server.wait_http_ready(f"http://127.0.0.1:{port}/readyz")
+        sampler = threading.Thread(target=sample, name="backlog-sampler", daemon=True)
+        sampler.start()
+        try:
+            load = run_load(
+                loader,
+                port,
+                duration,
+                tag=f"su{uuid.uuid4().hex[:6]}",
+                work_dir=work,
+                connections=ctx.connections,
+            )
+        finally:
+            stop_sampling.set()
+            sampler.join(timeout=30)
+        at_end = sqlite_counts(db_path)
+        backlog_end = at_end["deliveries"].get("pending", 0)
+        drain_s = _drain_time(db_path)
+    delivered = at_end["deliveries"].get("delivered", 0)
+    accepted_per_s = load.ok / load.duration_s
+    trend = _trend([s for s in samples if s[0] >= duration / 2])
+    return {
+        "loader": loader,
+        "duration_s": round(load.duration_s, 1),
+        "accepted": load.ok,
+        "accepted_per_s": round(accepted_per_s, 1),
+        "delivered": delivered,
+        "delivered_per_s": round(delivered / load.duration_s, 1),
+        "backlog_end": backlog_end,
+        "backlog_max": max((pending for _, pending in samples), default=backlog_end),
+        "backlog_trend_per_s": round(trend, 1),
+        "drain_after_load_s": drain_s,
+        "backlog_samples": samples,
+        "ingest_p50_ms": load.p50_ms,
+        "ingest_p99_ms": load.p99_ms,
+        "met": trend <= FLAT_SHARE * accepted_per_s,
+    }
+
+
+def _trend(samples: list[tuple[float, int]]) -> float:
+    """Least-squares slope of the backlog in deliveries per second."""
+    if len(samples) < 2:
+        return 0.0
+    n = len(samples)
+    mean_t = sum(t for t, _ in samples) / n
+    mean_p = sum(p for _, p in samples) / n
+    spread = sum((t - mean_t) ** 2 for t, _ in samples)
+    if not spread:
+        return 0.0
+    return sum((t - mean_t) * (p - mean_p) for t, p in samples) / spread
+
+
+def _drain_time(db_path: Any) -> float | None:
+    """Seconds until the backlog reaches zero once the load stops (None: not within bound)."""
+    started = time.monotonic()
+    while time.monotonic() - started < DRAIN_TIMEOUT_S:
+        if pending_deliveries(db_path) == 0:
+            return round(time.monotonic() - started, 2)
+        time.sleep(0.1)
+    return None
