@@ -224,14 +224,17 @@ class _FileIndex:
         text = record.decode("utf-8", errors="replace")
         cells = next(csv.reader(io.StringIO(text, newline=""), delimiter=delimiter), [])
         if self.header is None:
-            if cells:
-                cells[0] = cells[0].removeprefix("\ufeff")
-            self.header = cells
+            self.header = _without_bom(cells)
             return
         if "event_id" in self.header:
             position = self.header.index("event_id")
             if position < len(cells):
                 self.event_ids.add(cells[position])
+
+
+def _without_bom(header: list[str]) -> list[str]:
+    """A header as read, minus the byte-order mark a spreadsheet may have saved with it."""
+    return [header[0].removeprefix("\ufeff"), *header[1:]] if header else header
 
 
 class HeaderMismatch(Exception):
@@ -290,8 +293,7 @@ class CsvConnector(Connector[CsvOptions]):
                     existing.seek(0)
                     header = next(csv.reader(existing, delimiter=self.options.delimiter), None)
                 index = _FileIndex(device=0, inode=0)
-                if header:
-                    index.header = [header[0].removeprefix("\ufeff"), *header[1:]]
+                index.header = _without_bom(header) if header else None
                 self._require_matching_header(index)
         except HeaderMismatch as exc:
             raise ConnectionCheckFailed(str(exc)) from None

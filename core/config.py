@@ -194,6 +194,8 @@ def _first_error(file: str, prefix: str, exc: ValidationError) -> ConfigError:
         message = "unknown key (check the spelling; see the YAML reference in README.md)"
     elif err["type"] == "missing":
         message = "required key is missing"
+    elif err["type"] == "value_error":
+        message = message.removeprefix("Value error, ")
     return ConfigError(file, path, message)
 
 
@@ -214,6 +216,11 @@ def _build_connectors(file: str, raw: Any) -> dict[str, ConnectorOptions]:
             cls = connector_class(str(type_name))
         except UnknownConnectorType as exc:
             raise ConfigError(file, f"{path}.type", str(exc)) from None
+        except ImportError as exc:
+            # A known type whose module or SDK is missing: a config answer, not a traceback.
+            raise ConfigError(
+                file, f"{path}.type", f"connector type {type_name!r} cannot be loaded: {exc}"
+            ) from None
         try:
             built[str(name)] = cls.options_model.model_validate(options)
         except ValidationError as exc:
