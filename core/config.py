@@ -194,8 +194,6 @@ def _first_error(file: str, prefix: str, exc: ValidationError) -> ConfigError:
         message = "unknown key (check the spelling; see the YAML reference in README.md)"
     elif err["type"] == "missing":
         message = "required key is missing"
-    elif err["type"] == "value_error":
-        message = message.removeprefix("Value error, ")
     return ConfigError(file, path, message)
 
 
