@@ -21,6 +21,7 @@ from pydantic import (
     SecretStr,
     ValidationError,
     field_validator,
+    model_validator,
 )
 
 from leadrelay.connectors.base import ConnectorOptions
@@ -139,6 +140,26 @@ class Config(_Strict):
                     f"name {name!r} must be letters, digits, '_', '-' or '.', at most 64"
                 )
         return value
+
+    @model_validator(mode="after")
+    def _references_exist(self) -> Config:
+        for name, options in self.connectors.items():
+            if options.on_dead is not None and options.on_dead not in self.connectors:
+                raise ConfigError(
+                    self.path,
+                    f"connectors.{name}.on_dead",
+                    f"no connector named {options.on_dead!r}",
+                )
+            if options.on_dead == name:
+                raise ConfigError(
+                    self.path, f"connectors.{name}.on_dead", "a connector cannot notify itself"
+                )
+            for source in options.sources or ():
+                if source not in self.sources:
+                    raise ConfigError(
+                        self.path, f"connectors.{name}.sources", f"no source named {source!r}"
+                    )
+        return self
 
     def sources_without_secrets(self) -> list[str]:
         return [name for name, source in self.sources.items() if not source.secrets]

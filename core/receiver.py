@@ -88,15 +88,22 @@ def read_body(limit: int) -> bytes:
     With a Content-Length, Werkzeug refuses an oversized body before reading it. A chunked
     body has no length, and under gunicorn Werkzeug's limited stream stops silently at the
     limit, handing over a truncated body: one byte read past the limit tells them apart.
+    A body the server cannot decode (a malformed chunk size) is the client's error: 400.
     """
-    body = request.get_data(cache=False)
-    if len(body) > limit:
-        raise RequestEntityTooLarge()
-    if (
-        request.content_length is None
-        and len(body) == limit
-        and request.environ["wsgi.input"].read(1)
-    ):
+    try:
+        body = request.get_data(cache=False)
+        too_long = len(body) > limit or (
+            request.content_length is None
+            and len(body) == limit
+            and bool(request.environ["wsgi.input"].read(1))
+        )
+    except HTTPException:
+        raise
+    except Exception as exc:  # the WSGI server's own parse errors (gunicorn's are not OSErrors)
+        raise ApiError(
+            400, "invalid_body", f"the request body could not be read: {type(exc).__name__}"
+        ) from None
+    if too_long:
         raise RequestEntityTooLarge()
     return body
 

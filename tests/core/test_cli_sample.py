@@ -243,6 +243,8 @@ def test_trigger_reports_a_refused_request_with_a_non_zero_exit(tmp_path: Path) 
         ),
         ("delivery: {backoff: [soon]}", "delivery.backoff[0]"),
         ("connectors: {c: {type: csv, path: x.csv, require: [shoe_size]}}", "shoe_size"),
+        ("connectors: {c: {type: csv, path: x.csv, on_dead: pager}}", "c.on_dead: no connector"),
+        ("connectors: {c: {type: csv, path: x.csv, sources: [gitlead]}}", "c.sources: no source"),
     ],
 )
 def test_validate_names_file_key_and_problem(tmp_path: Path, document: str, expected: str) -> None:

@@ -232,7 +232,6 @@ def test_secret_value_never_appears_in_any_error() -> None:
         {"sources": {"gl": {"provider": "gitleads", "secrets": [SECRET], "x": SECRET}}},
         {"connectors": {"c": {"type": "hubspot", "access_token": [SECRET]}}},
         {"connectors": {"c": {"type": "webhook", "url": SECRET, "secrets": [SECRET]}}},
-        {"connectors": {"c": {"type": "slack", "webhook_url": f"http://{SECRET}"}}},
         {"store": {"url": SECRET}},
     ]
     for data in broken:
