@@ -18,7 +18,7 @@ import subprocess
 import sys
 import time
 from collections.abc import Iterator, Mapping, Sequence
-from contextlib import contextmanager
+from contextlib import contextmanager, suppress
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
@@ -144,44 +144,26 @@ class ManagedProcess:
             time.sleep(_POLL_S)
         raise BenchmarkError(f"{self.name} not ready within {timeout:g}s:\n{self.log_tail()}")
 
-    def children(self) -> list[int]:
-        """Direct children of the process (gunicorn workers of a master)."""
-        pids: list[int] = []
-        task_dir = Path(f"/proc/{self.pid}/task")
-        try:
-            for task in task_dir.iterdir():
-                text = (task / "children").read_text().split()
-                pids.extend(int(p) for p in text)
-        except OSError:
-            pass
-        return pids
-
     def stop(self, timeout: float = STOP_TIMEOUT_S) -> None:
         """SIGTERM the session, SIGKILL it if it has not exited in time; idempotent."""
         if self.process is None:
             return
         if self.process.poll() is None:
             self._signal(signal.SIGTERM)
-            try:
+            with suppress(subprocess.TimeoutExpired):
                 self.process.wait(timeout=timeout)
-            except subprocess.TimeoutExpired:
-                pass
         # The leader may be gone while a worker lingers: the whole session goes.
         self._signal(signal.SIGKILL)
-        try:
+        with suppress(subprocess.TimeoutExpired):
             self.process.wait(timeout=timeout)
-        except subprocess.TimeoutExpired:
-            pass
         if self._log is not None:
             self._log.close()
             self._log = None
 
     def _signal(self, signum: int) -> None:
         assert self.process is not None
-        try:
+        with suppress(ProcessLookupError, PermissionError):
             os.killpg(self.process.pid, signum)
-        except (ProcessLookupError, PermissionError):
-            pass
 
 
 @contextmanager
@@ -282,11 +264,17 @@ def signed_headers(body: bytes) -> dict[str, str]:
 def sqlite_counts(db_path: Path) -> dict[str, Any]:
     """Events and deliveries by status, read-only (never blocks the writers in WAL mode)."""
     with _readonly(db_path) as conn:
-        events = conn.execute("SELECT count(*) FROM events").fetchone()[0]
-        by_status = dict(
-            conn.execute("SELECT status, count(*) FROM deliveries GROUP BY status").fetchall()
-        )
-    return {"events": events, "deliveries": by_status}
+        events = dict(conn.execute("SELECT status, count(*) FROM events GROUP BY status"))
+        deliveries = dict(conn.execute("SELECT status, count(*) FROM deliveries GROUP BY status"))
+    return {"events": sum(events.values()), "event_status": events, "deliveries": deliveries}
+
+
+def require_all_accepted(counts: dict[str, Any]) -> None:
+    """Every stored event must be an accepted lead: a quarantined one means the run
+    measured the error path (a provider adapter broken in the working tree)."""
+    others = {k: v for k, v in counts["event_status"].items() if k != "accepted"}
+    if others:
+        raise BenchmarkError(f"events not accepted as leads: {others}")
 
 
 def pending_deliveries(db_path: Path) -> int:

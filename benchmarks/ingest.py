@@ -19,6 +19,7 @@ from benchmarks.common import (
     BenchmarkError,
     free_port,
     gunicorn_process,
+    require_all_accepted,
     running,
     sqlite_config,
     sqlite_counts,
@@ -116,6 +117,7 @@ def _leadrelay(
     }
     if missing:
         raise BenchmarkError(f"{len(missing)} events answered 2xx are not in the database")
+    require_all_accepted(counts)
     return result, check, profile
 
 

@@ -323,6 +323,7 @@ def _python_load_child(
 class PacedSend:
     event_id: str | None
     status: int
+    answer: str | None  # the `status` field of the JSON answer ("accepted", ...)
     sent_at: float  # time.monotonic() just before the request
     answered_at: float
 
@@ -354,14 +355,20 @@ def paced_send(
                     status = response.status
                 except (OSError, http.client.HTTPException):
                     conn.close()
-                    conn = http.client.HTTPConnection(
-                        "127.0.0.1", port, timeout=_REQUEST_TIMEOUT_S
-                    )
+                    conn = http.client.HTTPConnection("127.0.0.1", port, timeout=_REQUEST_TIMEOUT_S)
                     answer, status = b"{}", 0
                 answered_at = time.monotonic()
-                event_id = json.loads(answer or b"{}").get("event_id") if status else None
+                reply = json.loads(answer or b"{}") if status else {}
                 with lock:
-                    records.append(PacedSend(event_id, status, sent_at, answered_at))
+                    records.append(
+                        PacedSend(
+                            reply.get("event_id"),
+                            status,
+                            reply.get("status"),
+                            sent_at,
+                            answered_at,
+                        )
+                    )
         finally:
             conn.close()
 

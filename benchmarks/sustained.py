@@ -17,6 +17,7 @@ from benchmarks.common import (
     free_port,
     gunicorn_process,
     pending_deliveries,
+    require_all_accepted,
     running,
     sqlite_counts,
 )
@@ -62,6 +63,7 @@ def run(ctx: BenchContext) -> dict[str, Any]:
             stop_sampling.set()
             sampler.join(timeout=30)
         at_end = sqlite_counts(db_path)
+        require_all_accepted(at_end)
         backlog_end = at_end["deliveries"].get("pending", 0)
         drain_s = _drain_time(db_path)
     delivered = at_end["deliveries"].get("delivered", 0)

@@ -229,10 +229,7 @@ def _sha256(data: bytes) -> str:
 
 def create_app(config: Config, store: Store, *, ingestor: Ingestor | None = None) -> Flask:
     app = Flask(__name__)
-    # One byte over the limit: Werkzeug stops reading a streamed (chunked) body at this
-    # bound and returns what it read as if it were the whole body, so `_receive` reads one
-    # byte more than allowed to tell a body over the limit from one exactly at it.
-    app.config["MAX_CONTENT_LENGTH"] = config.server.max_body_bytes + 1
+    app.config["MAX_CONTENT_LENGTH"] = config.server.max_body_bytes
     ingestor = ingestor or Ingestor(config, store)
     app.extensions["leadrelay"] = {"config": config, "store": store, "ingestor": ingestor}
 

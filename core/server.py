@@ -69,7 +69,6 @@ def gunicorn_options(
         "timeout": timeout,
         "graceful_timeout": 20,
         "keepalive": 5,
-        "reuse_port": True,
         "accesslog": None,
         "errorlog": "-",
         "loglevel": "warning",
@@ -84,7 +83,12 @@ def serve(config: Config, *, host: str, port: int, threads: int, run_worker: boo
     """Blocking: gunicorn master + one worker process serving the receiver."""
     from gunicorn.app.base import BaseApplication
 
-    Store(config.store).migrate()
+    # Closed before gunicorn forks: a SQLite connection must not live on in the workers.
+    migrator = Store(config.store)
+    try:
+        migrator.migrate()
+    finally:
+        migrator.close()
     holder: dict[str, Runtime] = {}
 
     def post_worker_init(_worker: Any) -> None:

@@ -52,6 +52,7 @@ Clock = Callable[[], datetime]
 PURGE_EVERY = timedelta(hours=1)
 _DISABLED_CACHE_S = 2.0
 _MAX_ERROR_CHARS = 2000
+_MAX_WORKER_ID_CHARS = 64  # deliveries.lease_owner, attempts.worker
 
 
 def build_connectors(config: Config) -> dict[str, Connector]:
@@ -59,6 +60,16 @@ def build_connectors(config: Config) -> dict[str, Connector]:
         name: connector_class(options.type)(name, options)
         for name, options in config.connectors.items()
     }
+
+
+def default_worker_id() -> str:
+    """`host:pid:random`, cut to fit the 64-character lease and attempt columns.
+
+    The host part is what gets shortened (pod and cloud host names can be long); the pid
+    and random suffix keep two workers on one host apart.
+    """
+    suffix = f":{os.getpid()}:{uuid.uuid4().hex[:6]}"
+    return socket.gethostname()[: _MAX_WORKER_ID_CHARS - len(suffix)] + suffix
 
 
 def outcome_label(outcome: Outcome) -> str:
@@ -157,7 +168,7 @@ class Worker:
         self.config = config
         self.store = store
         self.connectors = dict(connectors) if connectors is not None else build_connectors(config)
-        self.worker_id = worker_id or f"{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:6]}"
+        self.worker_id = worker_id or default_worker_id()
         self.clock = clock
         self.rng = rng
         self._stopping = threading.Event()

@@ -1,8 +1,11 @@
 """Run `connectors serve` as a real process on a free port, for tests that need the real
 WSGI server, real sockets and real process death.
 
-    with ServeProcess(config_path) as server:
+    with ServeProcess(config_path) as server:          # graceful stop at the end
         requests.post(f"{server.base_url}/webhooks/gitleads", ...)
+
+    with killed_after(ServeProcess(config_path)) as server:   # SIGKILL at the end (fast)
+        ...
 
 `start()` returns once `GET /healthz` answers (bounded by `ready_timeout`), or raises with
 the process's stderr. The server runs in its own session, so `kill()` (SIGKILL) and
@@ -11,13 +14,15 @@ the process's stderr. The server runs in its own session, so `kill()` (SIGKILL) 
 
 from __future__ import annotations
 
+import contextlib
 import os
 import signal
 import socket
 import subprocess
 import sys
 import time
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
 from pathlib import Path
 from types import TracebackType
 from typing import IO, Any
@@ -42,7 +47,7 @@ def connectors_command() -> list[str]:
     script = Path(sys.executable).with_name("connectors")
     if script.exists():
         return [str(script)]
-    return [sys.executable, "-c", "from leadrelay.core.cli import main; main()"]
+    return [sys.executable, "-m", "leadrelay.core.cli"]
 
 
 def write_config(path: Path, data: dict[str, Any]) -> Path:
@@ -112,7 +117,8 @@ class ServeProcess:
             str(self.port),
             *self.extra_args,
         ]
-        self._stderr = self.stderr_path.open("wb")
+        # Appended to, so a restart on the same port keeps the earlier run's log.
+        self._stderr = self.stderr_path.open("ab")
         self._process = subprocess.Popen(
             command,
             stdin=subprocess.DEVNULL,
@@ -160,10 +166,8 @@ class ServeProcess:
     def _signal_group(self, signum: int) -> None:
         if self._process is None:
             return
-        try:
+        with contextlib.suppress(ProcessLookupError):
             os.killpg(self._process.pid, signum)
-        except ProcessLookupError:
-            pass
 
     def kill(self) -> None:
         """SIGKILL the whole process group (a crash: no cleanup runs in the server)."""
@@ -183,10 +187,8 @@ class ServeProcess:
 
     def _reap(self, timeout: float) -> None:
         if self._process is not None:
-            try:
+            with contextlib.suppress(subprocess.TimeoutExpired):
                 self._process.wait(timeout=timeout)
-            except subprocess.TimeoutExpired:
-                pass
             # The master is gone; make sure no orphaned worker keeps the port or the db.
             self._signal_group(signal.SIGKILL)
         if self._stderr is not None:
@@ -203,3 +205,14 @@ class ServeProcess:
         traceback: TracebackType | None,
     ) -> None:
         self.stop()
+
+
+@contextmanager
+def killed_after(server: ServeProcess) -> Iterator[ServeProcess]:
+    """Start `server` and SIGKILL it at the end: a fast teardown for tests where graceful
+    shutdown is not what is being tested (gunicorn's takes a few seconds)."""
+    server.start()
+    try:
+        yield server
+    finally:
+        server.kill()

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import hashlib
 import hmac
+from abc import ABC, abstractmethod
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime
@@ -57,6 +58,27 @@ class Unreadable:
 ParseResult = Parsed | Ignored | Unreadable
 
 
+class ShapeError(Exception):
+    """A payload field has a type the adapter cannot read; the message names the field."""
+
+
+def json_type_name(value: object) -> str:
+    """The JSON name of a Python value's type, for error messages."""
+    if value is None:
+        return "null"
+    if isinstance(value, bool):
+        return "boolean"
+    if isinstance(value, int | float):
+        return "number"
+    if isinstance(value, str):
+        return "string"
+    if isinstance(value, list):
+        return "array"
+    if isinstance(value, dict):
+        return "object"
+    return type(value).__name__
+
+
 def hmac_sha256_hex(secret: str, message: bytes) -> str:
     return hmac.new(secret.encode("utf-8"), message, hashlib.sha256).hexdigest()
 
@@ -73,8 +95,8 @@ def header(headers: Mapping[str, str], name: str) -> str | None:
     return None
 
 
-class Provider:
-    """Base class: subclasses set the class attributes and implement `parse`.
+class Provider(ABC):
+    """Base class: subclasses set the class attributes and implement `read`.
 
     `event_types` maps the provider's event names to normalized types; a name mapped to
     None is a known non-lead event (answered "ignored"), and a name missing from the map
@@ -138,5 +160,33 @@ class Provider:
         received_at: datetime,
         headers: Mapping[str, str] | None = None,
     ) -> ParseResult:
-        """Turn a verified JSON object into a typed result; never raises for bad shapes."""
-        raise NotImplementedError
+        """Turn a verified JSON object into a typed result; never raises for bad shapes.
+
+        A ShapeError from `read` becomes Unreadable with its message. Any other exception
+        is a defect in the adapter; it is turned into Unreadable too, because a quarantined
+        event can be replayed once the adapter is fixed, while an exception would fail the
+        request and the provider would eventually give up on the event.
+        """
+        if not isinstance(payload, dict):
+            return Unreadable(f"payload must be a JSON object, got {json_type_name(payload)}")
+        name = payload.get("event", payload.get("type"))
+        provider_event = name if isinstance(name, str) else None
+        try:
+            return self.read(payload, source=source, received_at=received_at, headers=headers or {})
+        except ShapeError as error:
+            return Unreadable(str(error), provider_event=provider_event)
+        except Exception as error:
+            return Unreadable(
+                f"adapter error {type(error).__name__}: {error}", provider_event=provider_event
+            )
+
+    @abstractmethod
+    def read(
+        self,
+        payload: dict[str, Any],
+        *,
+        source: str,
+        received_at: datetime,
+        headers: Mapping[str, str],
+    ) -> ParseResult:
+        """The adapter's reading of a JSON object; may raise ShapeError (see `parse`)."""

@@ -20,12 +20,13 @@ from __future__ import annotations
 
 import json
 import math
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Mapping, Sequence
 from datetime import UTC, datetime
 from typing import Any
 
-from leadrelay.core.providers.base import Ignored, Parsed, ParseResult, Unreadable
+from leadrelay.core.providers.base import Ignored, Parsed, ShapeError, Unreadable, json_type_name
 from leadrelay.core.providers.jsjson import format_number
+from leadrelay.core.providers.names import combine_names, split_name
 from leadrelay.core.schema import (
     Activity,
     EventType,
@@ -37,31 +38,10 @@ from leadrelay.core.schema import (
 )
 
 
-class ShapeError(Exception):
-    """A payload field has a type the adapter cannot read; the message names the field."""
-
-
-def _kind(value: object) -> str:
-    """The JSON name of a Python value's type, for error messages."""
-    if value is None:
-        return "null"
-    if isinstance(value, bool):
-        return "boolean"
-    if isinstance(value, int | float):
-        return "number"
-    if isinstance(value, str):
-        return "string"
-    if isinstance(value, list):
-        return "array"
-    if isinstance(value, dict):
-        return "object"
-    return type(value).__name__
-
-
 def require_object(container: Mapping[str, Any], key: str, path: str) -> dict[str, Any]:
     value = container.get(key)
     if not isinstance(value, dict):
-        raise ShapeError(f"{path}: expected an object, got {_kind(value)}")
+        raise ShapeError(f"{path}: expected an object, got {json_type_name(value)}")
     return value
 
 
@@ -86,7 +66,7 @@ def text(container: Mapping[str, Any], key: str, path: str) -> str | None:
         return _number_text(value)
     if isinstance(value, str):
         return value.strip() or None
-    raise ShapeError(f"{path}: expected a string, got {_kind(value)}")
+    raise ShapeError(f"{path}: expected a string, got {json_type_name(value)}")
 
 
 def required_text(container: Mapping[str, Any], key: str, path: str) -> str:
@@ -104,13 +84,13 @@ def text_list(container: Mapping[str, Any], key: str, path: str) -> list[str]:
     if isinstance(value, str):
         return [part.strip() for part in value.split(",") if part.strip()]
     if not isinstance(value, list):
-        raise ShapeError(f"{path}: expected an array of strings, got {_kind(value)}")
+        raise ShapeError(f"{path}: expected an array of strings, got {json_type_name(value)}")
     items: list[str] = []
     for index, item in enumerate(value):
         if item is None:
             continue
         if isinstance(item, bool) or not isinstance(item, str | int | float):
-            raise ShapeError(f"{path}[{index}]: expected a string, got {_kind(item)}")
+            raise ShapeError(f"{path}[{index}]: expected a string, got {json_type_name(item)}")
         item_text = item.strip() if isinstance(item, str) else _number_text(item)
         if item_text:
             items.append(item_text)
@@ -137,7 +117,7 @@ def number(container: Mapping[str, Any], key: str, path: str) -> float | None:
         except ValueError:
             raise ShapeError(f"{path}: expected a number, got {value[:40]!r}") from None
     else:
-        raise ShapeError(f"{path}: expected a number, got {_kind(value)}")
+        raise ShapeError(f"{path}: expected a number, got {json_type_name(value)}")
     if not math.isfinite(result):
         raise ShapeError(f"{path}: expected a finite number")
     return result
@@ -195,6 +175,31 @@ def email_and_extra(candidate: str | None, extra: dict[str, Any]) -> str | None:
         return candidate
     extra["invalid_email"] = candidate
     return None
+
+
+def name_fields(
+    person: Mapping[str, Any], path: str, *, name_parts: bool = True
+) -> dict[str, str | None]:
+    """The lead's `first_name`, `last_name` and `full_name`, read alike for every provider.
+
+    They come from the person's `name` and, unless `name_parts` is False (a provider that
+    sends a display name only), its `first_name` and `last_name` (see `combine_names`).
+    `path` names `person` in error messages.
+    """
+    full_name = text(person, "name", f"{path}.name")
+    if name_parts:
+        names = combine_names(
+            full_name,
+            text(person, "first_name", f"{path}.first_name"),
+            text(person, "last_name", f"{path}.last_name"),
+        )
+    else:
+        names = split_name(full_name)
+    return {
+        "first_name": names.first_name,
+        "last_name": names.last_name,
+        "full_name": names.full_name,
+    }
 
 
 def extra_fields(data: Mapping[str, Any], mapped: set[str]) -> dict[str, Any]:
@@ -285,25 +290,3 @@ def identifying_text(value: object) -> str | None:
     if isinstance(value, int | float) and not isinstance(value, bool):
         return _number_text(value)
     return None
-
-
-def parse_guarded(read: Callable[[], ParseResult], payload: object) -> ParseResult:
-    """Run an adapter's reader so that parsing never raises.
-
-    A ShapeError becomes Unreadable with its message. Any other exception is a defect in
-    the adapter; it is turned into Unreadable too, because a quarantined event can be
-    replayed once the adapter is fixed, while an exception would fail the request and the
-    provider would eventually give up on the event.
-    """
-    if not isinstance(payload, dict):
-        return Unreadable(f"payload must be a JSON object, got {_kind(payload)}")
-    name = payload.get("event", payload.get("type"))
-    provider_event = name if isinstance(name, str) else None
-    try:
-        return read()
-    except ShapeError as error:
-        return Unreadable(str(error), provider_event=provider_event)
-    except Exception as error:
-        return Unreadable(
-            f"adapter error {type(error).__name__}: {error}", provider_event=provider_event
-        )

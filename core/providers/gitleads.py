@@ -11,13 +11,16 @@ updates of one lead within a second must not be mistaken for one retried deliver
 
 from __future__ import annotations
 
-from collections.abc import Mapping
 from datetime import datetime
 from typing import Any, ClassVar
 
 from leadrelay.core.providers import fields
-from leadrelay.core.providers.base import ParseResult, Provider
-from leadrelay.core.providers.names import split_name
+from leadrelay.core.providers.envelope import (
+    EnvelopeKeys,
+    EnvelopeProvider,
+    LeadEnvelope,
+    LeadReading,
+)
 from leadrelay.core.schema import Activity, EventType
 
 # GitLeads signal_type -> Activity.kind; an undocumented signal type is passed through as is.
@@ -40,7 +43,7 @@ _MAPPED_FIELDS = {
 }
 
 
-class GitLeadsProvider(Provider):
+class GitLeadsProvider(EnvelopeProvider):
     name = "gitleads"
     signature_header = "X-GitLeads-Signature"
     event_types: ClassVar[dict[str, EventType | None]] = {
@@ -48,49 +51,26 @@ class GitLeadsProvider(Provider):
         "lead.enriched": "lead.enriched",
         "lead.updated": "lead.updated",
     }
+    envelope_keys = EnvelopeKeys(name="event", time="timestamp", body="data", body_id="id")
 
-    def parse(
-        self,
-        payload: dict[str, Any],
-        *,
-        source: str,
-        received_at: datetime,
-        headers: Mapping[str, str] | None = None,
-    ) -> ParseResult:
-        return fields.parse_guarded(lambda: self._read(payload, source, received_at), payload)
-
-    def _read(self, payload: dict[str, Any], source: str, received_at: datetime) -> ParseResult:
-        provider_event = fields.required_text(payload, "event", "event")
-        event_time = fields.text(payload, "timestamp", "timestamp")
-        data = payload.get("data")
-        lead_id = fields.identifying_text(data.get("id")) if isinstance(data, dict) else None
-        idempotency_key = fields.event_fingerprint(
-            provider_event, event_time, [lead_id, fields.canonical_json(data)], payload
-        )
-        event_type = self.event_types.get(provider_event)
-        if event_type is None:
-            return fields.not_a_lead_event(self.event_types, provider_event, idempotency_key)
-        data = fields.require_object(payload, "data", "data")
-        lead_id = fields.text(data, "id", "data.id")
-
+    def read_lead(self, envelope: LeadEnvelope, payload: dict[str, Any]) -> LeadReading:
+        data = envelope.body
         extra = fields.extra_fields(data, _MAPPED_FIELDS)
-        name = split_name(fields.text(data, "name", "data.name"))
         lead_fields: dict[str, Any] = {
-            "provider_lead_id": lead_id,
+            "provider_lead_id": fields.text(data, "id", "data.id"),
+            **fields.name_fields(data, "data", name_parts=False),
             "email": fields.email_and_extra(fields.text(data, "email", "data.email"), extra),
-            "first_name": name.first_name,
-            "last_name": name.last_name,
-            "full_name": name.full_name,
             "github_username": fields.text(data, "github_username", "data.github_username"),
             "github_url": fields.text(data, "github_profile_url", "data.github_profile_url"),
             "bio": fields.text(data, "bio", "data.bio"),
             "company": fields.text(data, "company", "data.company"),
             "location": fields.text(data, "location", "data.location"),
+            "extra": extra,
         }
 
         activity = None
         signal_type = fields.text(data, "signal_type", "data.signal_type")
-        if event_type == "lead.created" and signal_type is not None:
+        if envelope.event_type == "lead.created" and signal_type is not None:
             signal_context = fields.text(data, "signal_context", "data.signal_context")
             activity = Activity(
                 kind=SIGNAL_KINDS.get(signal_type, signal_type),
@@ -102,20 +82,10 @@ class GitLeadsProvider(Provider):
             )
             for key in _SIGNAL_FIELDS:
                 extra.pop(key, None)
-        lead_fields["extra"] = extra
+        return lead_fields, activity
 
-        occurred_at = fields.parse_timestamp(event_time) or fields.timestamp(
-            data, "captured_at", "data.captured_at"
-        )
-        return fields.build_lead_event(
-            provider=self.name,
-            source=source,
-            idempotency_key=idempotency_key,
-            event_type=event_type,
-            provider_event=provider_event,
-            occurred_at=occurred_at,
-            received_at=received_at,
-            lead_fields=lead_fields,
-            activity=activity,
-            raw=payload,
+    def occurred_at(self, envelope: LeadEnvelope) -> datetime | None:
+        # Without a usable event timestamp, the time GitLeads captured the lead stands in.
+        return fields.parse_timestamp(envelope.event_time) or fields.timestamp(
+            envelope.body, "captured_at", "data.captured_at"
         )

@@ -17,13 +17,15 @@ updates within a second stay two events).
 
 from __future__ import annotations
 
-from collections.abc import Mapping
-from datetime import datetime
 from typing import Any, ClassVar
 
 from leadrelay.core.providers import fields
-from leadrelay.core.providers.base import ParseResult, Provider
-from leadrelay.core.providers.names import combine_names
+from leadrelay.core.providers.envelope import (
+    EnvelopeKeys,
+    EnvelopeProvider,
+    LeadEnvelope,
+    LeadReading,
+)
 from leadrelay.core.schema import Activity, EventType
 
 ACTIVITY_KINDS: dict[str, str] = {
@@ -48,7 +50,7 @@ _MAPPED_FIELDS = {"id", "name", "first_name", "last_name", "email", "lead_score"
 _MAPPED_FIELDS |= set(_TEXT_FIELDS)
 
 
-class LeadHubProvider(Provider):
+class LeadHubProvider(EnvelopeProvider):
     name = "leadhub"
     signature_header = "X-LeadHub-Signature"
     event_types: ClassVar[dict[str, EventType | None]] = {
@@ -59,61 +61,22 @@ class LeadHubProvider(Provider):
         "lead.assigned": "lead.updated",
         "form.submitted": "lead.activity",
     }
+    envelope_keys = EnvelopeKeys(name="event", time="occurred_at", body="lead", body_id="id")
 
-    def parse(
-        self,
-        payload: dict[str, Any],
-        *,
-        source: str,
-        received_at: datetime,
-        headers: Mapping[str, str] | None = None,
-    ) -> ParseResult:
-        return fields.parse_guarded(lambda: self._read(payload, source, received_at), payload)
-
-    def _read(self, payload: dict[str, Any], source: str, received_at: datetime) -> ParseResult:
-        provider_event = fields.required_text(payload, "event", "event")
-        event_time = fields.text(payload, "occurred_at", "occurred_at")
-        lead = payload.get("lead")
-        lead_id = fields.identifying_text(lead.get("id")) if isinstance(lead, dict) else None
-        idempotency_key = fields.event_fingerprint(
-            provider_event, event_time, [lead_id, fields.canonical_json(lead)], payload
-        )
-        event_type = self.event_types.get(provider_event)
-        if event_type is None:
-            return fields.not_a_lead_event(self.event_types, provider_event, idempotency_key)
-        lead = fields.require_object(payload, "lead", "lead")
-
+    def read_lead(self, envelope: LeadEnvelope, payload: dict[str, Any]) -> LeadReading:
+        lead = envelope.body
         extra = fields.extra_fields(lead, _MAPPED_FIELDS)
-        names = combine_names(
-            fields.text(lead, "name", "lead.name"),
-            fields.text(lead, "first_name", "lead.first_name"),
-            fields.text(lead, "last_name", "lead.last_name"),
-        )
         lead_fields: dict[str, Any] = {
+            **fields.name_fields(lead, "lead"),
             "provider_lead_id": fields.text(lead, "id", "lead.id"),
             "email": fields.email_and_extra(fields.text(lead, "email", "lead.email"), extra),
-            "first_name": names.first_name,
-            "last_name": names.last_name,
-            "full_name": names.full_name,
             "score": fields.number(lead, "lead_score", "lead.lead_score"),
             "tags": fields.text_list(lead, "tags", "lead.tags"),
+            "extra": extra,
         }
         for leadhub_field, lead_field in _TEXT_FIELDS.items():
             lead_fields[lead_field] = fields.text(lead, leadhub_field, f"lead.{leadhub_field}")
-        lead_fields["extra"] = extra
-
-        return fields.build_lead_event(
-            provider=self.name,
-            source=source,
-            idempotency_key=idempotency_key,
-            event_type=event_type,
-            provider_event=provider_event,
-            occurred_at=fields.parse_timestamp(event_time),
-            received_at=received_at,
-            lead_fields=lead_fields,
-            activity=self._activity(provider_event, payload, lead_fields),
-            raw=payload,
-        )
+        return lead_fields, self._activity(envelope.provider_event, payload, lead_fields)
 
     def _activity(
         self, provider_event: str, payload: dict[str, Any], lead_fields: dict[str, Any]

@@ -25,7 +25,6 @@ from urllib.parse import urlsplit
 
 from leadrelay.core.providers import fields, jsjson
 from leadrelay.core.providers.base import ParseResult, Provider, Unreadable, header
-from leadrelay.core.providers.names import combine_names
 from leadrelay.core.schema import Activity, EventType
 
 EVENT_HEADER = "X-Webhook-Event"
@@ -94,21 +93,10 @@ class LeadSharkProvider(Provider):
             return [body]
         return [body] if reserialized == body else [body, reserialized]
 
-    def parse(
+    def read(
         self,
         payload: dict[str, Any],
         *,
-        source: str,
-        received_at: datetime,
-        headers: Mapping[str, str] | None = None,
-    ) -> ParseResult:
-        return fields.parse_guarded(
-            lambda: self._read(payload, source, received_at, headers or {}), payload
-        )
-
-    def _read(
-        self,
-        payload: dict[str, Any],
         source: str,
         received_at: datetime,
         headers: Mapping[str, str],
@@ -133,20 +121,13 @@ class LeadSharkProvider(Provider):
         person_key = _PERSON_KEYS.get(provider_event, "lead")
         person = fields.require_object(data, person_key, f"data.{person_key}")
         path = f"data.{person_key}"
-
         extra = fields.extra_fields(person, _PERSON_FIELDS)
-        names = combine_names(
-            fields.text(person, "name", f"{path}.name"),
-            fields.text(person, "first_name", f"{path}.first_name"),
-            fields.text(person, "last_name", f"{path}.last_name"),
-        )
+        names = fields.name_fields(person, path)
         linkedin_url = fields.text(person, "linkedin_url", f"{path}.linkedin_url")
         lead_fields: dict[str, Any] = {
+            **names,
             "provider_lead_id": fields.text(person, "id", f"{path}.id"),
             "email": fields.email_and_extra(fields.text(person, "email", f"{path}.email"), extra),
-            "first_name": names.first_name,
-            "last_name": names.last_name,
-            "full_name": names.full_name,
             "title": fields.text(person, "title", f"{path}.title"),
             "linkedin_url": linkedin_url,
             "linkedin_username": (

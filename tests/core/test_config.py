@@ -10,6 +10,7 @@ from pathlib import Path
 import pytest
 from click.testing import CliRunner
 
+from leadrelay.connectors.registry import BUILTIN_CONNECTORS
 from leadrelay.core import cli, logs
 from leadrelay.core.config import ConfigError, load_config, parse_config
 from tests.process import run_connectors
@@ -38,8 +39,7 @@ server: {{max_body_bytes: 65536}}
 BAD_CONFIGS = [
     (
         "unknown key",
-        f"store: sqlite:///x.db\nsources:\n  gl:\n    provider: gitleads\n"
-        f"    secret: [{SECRET}]\n",
+        f"store: sqlite:///x.db\nsources:\n  gl:\n    provider: gitleads\n    secret: [{SECRET}]\n",
         "sources.gl.secret",
         ["unknown key"],
     ),
@@ -262,7 +262,9 @@ def test_serve_refuses_a_bad_config_cleanly(
 
 
 def test_serve_process_exits_non_zero_on_a_bad_config(tmp_path: Path) -> None:
-    path = write(tmp_path, "sources:\n  gl:\n    provider: gitleads\n    secrets: ['${NOT_SET_ANYWHERE}']\n")
+    path = write(
+        tmp_path, "sources:\n  gl:\n    provider: gitleads\n    secrets: ['${NOT_SET_ANYWHERE}']\n"
+    )
 
     result = run_connectors(["serve", "--config", str(path), "--port", "1"])
 
@@ -283,3 +285,19 @@ def test_serve_process_exits_non_zero_on_a_missing_file(tmp_path: Path) -> None:
     assert "Traceback" not in result.stderr
     assert str(path) in result.stderr
     assert "not found" in result.stderr
+
+
+def test_connector_type_that_cannot_be_imported_is_a_config_error(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # e.g. a built-in type whose SDK is not installed: a config answer, not a traceback.
+    monkeypatch.setitem(BUILTIN_CONNECTORS, "broken", "leadrelay.connectors.no_such_module:X")
+    text = f"connectors:\n  crm:\n    type: broken\n    token: {SECRET}\n"
+
+    with pytest.raises(ConfigError) as caught:
+        load_config(write(tmp_path, text), env={})
+
+    assert caught.value.key_path == "connectors.crm.type"
+    assert "broken" in caught.value.problem
+    assert "no_such_module" in caught.value.problem
+    assert SECRET not in str(caught.value)

@@ -16,7 +16,7 @@ import requests
 from leadrelay.core.receiver import create_app
 from leadrelay.core.store import DeliveryFilter, EventFilter, Store
 from tests.conftest import config_dict, gitleads_body, make_config, migrated_store, signed_headers
-from tests.process import ServeProcess, write_config
+from tests.process import ServeProcess, killed_after, write_config
 
 COPIES = 50
 TIMEOUT_S = 30
@@ -92,18 +92,16 @@ def test_mixed_burst_of_distinct_events_and_copies(store_url: str, store: Store)
     assert len(store.list_deliveries(DeliveryFilter(limit=1000))) == 10
 
 
-def test_two_server_processes_store_one_event(
-    store_url: str, store: Store, tmp_path: Path
-) -> None:
+def test_two_server_processes_store_one_event(store_url: str, store: Store, tmp_path: Path) -> None:
     data = config_dict(store_url, connectors={})
     config_path = write_config(tmp_path / "connectors.yaml", data)
     body = gitleads_body(2)
     headers = signed_headers("gitleads", body)
-    first = ServeProcess(config_path, extra_args=["--threads", "16", "--no-worker"])
-    second = ServeProcess(config_path, extra_args=["--threads", "16", "--no-worker"])
-    try:
-        first.start()
-        second.start()
+    options = ["--threads", "16", "--no-worker"]
+    with (
+        killed_after(ServeProcess(config_path, extra_args=options)) as first,
+        killed_after(ServeProcess(config_path, extra_args=options)) as second,
+    ):
         servers = (first, second)
 
         def send(i: int) -> tuple[int, dict[str, Any]]:
@@ -116,8 +114,5 @@ def test_two_server_processes_store_one_event(
             return response.status_code, response.json()
 
         answers = run_at_once(COPIES, send)
-    finally:
-        first.stop()
-        second.stop()
 
     assert_stored_once(store, answers)

@@ -422,3 +422,19 @@ def test_other_errors_are_json_too(client: FlaskClient) -> None:
     assert_json_error(client.get("/no/such/page"), 404, "not_found")
     assert_json_error(client.put("/webhooks/gitleads", data=b"{}"), 405, "method_not_allowed")
     assert_json_error(client.post("/healthz"), 405, "method_not_allowed")
+
+
+@pytest.mark.parametrize("store_url", ["sqlite"], indirect=True)
+def test_unexpected_failure_is_a_json_500_without_internals(
+    client: FlaskClient, store: Store, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    def broken_ingest(_records: object) -> None:
+        raise RuntimeError("internal detail /srv/secret/path")
+
+    monkeypatch.setattr(store, "ingest", broken_ingest)
+
+    response = post_signed(client, "gitleads", fixture_body("gitleads", "lead.created.json"))
+
+    assert_json_error(response, 500, "internal_error")
+    assert "/srv/secret/path" not in response.get_data(as_text=True)
+    assert "Traceback" not in response.get_data(as_text=True)

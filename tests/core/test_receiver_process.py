@@ -49,8 +49,10 @@ def served(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[ServeProc
     store_url = f"sqlite:///{directory / 'leadrelay.db'}"
     config_path = write_config(directory / "connectors.yaml", serve_config(directory, store_url))
     server = ServeProcess(config_path)
+    assert not (directory / "leadrelay.db").exists()
     server.start()
     # The server created and migrated the database by itself (no `connectors migrate`).
+    assert requests.get(server.url("/readyz"), timeout=TIMEOUT_S).status_code == 200
     store = Store(store_url)
     try:
         yield server, store
@@ -177,7 +179,9 @@ def test_unsigned_source_accepts(server: ServeProcess) -> None:
 def test_unknown_source_is_404(server: ServeProcess) -> None:
     body = gitleads_body(104)
 
-    assert_json_error(post(server, "nope", body, signed_headers("gitleads", body)), 404, "unknown_source")
+    assert_json_error(
+        post(server, "nope", body, signed_headers("gitleads", body)), 404, "unknown_source"
+    )
     assert_json_error(
         requests.get(server.url("/webhooks/nope"), timeout=TIMEOUT_S), 404, "unknown_source"
     )
@@ -199,25 +203,41 @@ def test_body_over_the_limit_is_413(server: ServeProcess) -> None:
     assert_json_error(post_signed(server, "gitleads", body), 413, "payload_too_large")
 
 
-def test_chunked_body_is_bounded_too(server: ServeProcess, store: Store) -> None:
-    # No Content-Length: the limit must hold while reading, not only on the header.
-    big = json.loads(gitleads_body(106))
-    big["data"]["bio"] = "x" * (2 * MAX_BODY_BYTES)
-    big_body = json.dumps(big).encode()
-    small_body = gitleads_body(107)
+def gitleads_body_of_size(n: int, size: int) -> bytes:
+    payload = json.loads(gitleads_body(n))
+    payload["data"]["bio"] = ""
+    payload["data"]["bio"] = "x" * (size - len(json.dumps(payload).encode()))
+    body = json.dumps(payload).encode()
+    assert len(body) == size
+    return body
 
-    def chunks(data: bytes) -> Iterator[bytes]:
-        for start in range(0, len(data), 1000):
-            yield data[start : start + 1000]
 
-    refused = post(server, "gitleads", chunks(big_body), signed_headers("gitleads", big_body))
-    accepted = post(server, "gitleads", chunks(small_body), signed_headers("gitleads", small_body))
+def chunks(data: bytes) -> Iterator[bytes]:
+    """The body as a generator: requests sends it chunked, with no Content-Length."""
+    for start in range(0, len(data), 1000):
+        yield data[start : start + 1000]
+
+
+@pytest.mark.parametrize("excess", [1, MAX_BODY_BYTES])
+def test_chunked_body_over_the_limit_is_413(server: ServeProcess, excess: int) -> None:
+    # No Content-Length: the limit must hold while reading, and a body cut at the limit
+    # must not pass for the whole body.
+    body = gitleads_body_of_size(106, MAX_BODY_BYTES + excess)
+
+    refused = post(server, "open", chunks(body), {})
 
     assert_json_error(refused, 413, "payload_too_large")
+
+
+def test_chunked_body_at_the_limit_is_accepted_whole(server: ServeProcess, store: Store) -> None:
+    body = gitleads_body_of_size(107, MAX_BODY_BYTES)
+
+    accepted = post(server, "gitleads", chunks(body), signed_headers("gitleads", body))
+
     assert accepted.status_code == 200
     stored = store.get_event(accepted.json()["event_id"])
     assert stored is not None
-    assert bytes(stored["body"]) == small_body
+    assert bytes(stored["body"]) == body
 
 
 def test_get_on_webhook_url_is_200(server: ServeProcess) -> None:
@@ -251,7 +271,9 @@ def test_probes_and_metrics(server: ServeProcess) -> None:
 
 
 def test_other_errors_are_json(server: ServeProcess) -> None:
-    assert_json_error(requests.get(server.url("/nothing/here"), timeout=TIMEOUT_S), 404, "not_found")
+    assert_json_error(
+        requests.get(server.url("/nothing/here"), timeout=TIMEOUT_S), 404, "not_found"
+    )
     assert_json_error(
         requests.put(server.url("/webhooks/gitleads"), data=b"{}", timeout=TIMEOUT_S),
         405,

@@ -19,7 +19,7 @@ from leadrelay.core.receiver import create_app
 from leadrelay.core.store import EventFilter, Store, make_engine
 from tests.conftest import config_dict, gitleads_body, make_config, migrated_store, signed_headers
 from tests.fakes.tcp_proxy import TcpProxy
-from tests.process import ServeProcess, free_port, write_config
+from tests.process import ServeProcess, free_port, killed_after, run_connectors, write_config
 
 TIMEOUT_S = 30
 
@@ -102,9 +102,14 @@ def test_serve_process_answers_503_while_postgres_is_away(
     headers = signed_headers("gitleads", body)
     with TcpProxy("127.0.0.1", postgres_port(postgres_url)) as proxy:
         data = config_dict(via_proxy(postgres_url, proxy.port), connectors={})
-        with ServeProcess(write_config(tmp_path / "connectors.yaml", data)) as server:
+        with killed_after(ServeProcess(write_config(tmp_path / "connectors.yaml", data))) as server:
             url = server.url("/webhooks/gitleads")
-            warm = requests.post(url, data=gitleads_body(4), headers=signed_headers("gitleads", gitleads_body(4)), timeout=TIMEOUT_S)
+            warm = requests.post(
+                url,
+                data=gitleads_body(4),
+                headers=signed_headers("gitleads", gitleads_body(4)),
+                timeout=TIMEOUT_S,
+            )
             proxy.stop()
             during = requests.post(url, data=body, headers=headers, timeout=TIMEOUT_S)
             ready_during = requests.get(server.url("/readyz"), timeout=TIMEOUT_S)
@@ -190,16 +195,14 @@ def test_sqlite_path_that_is_a_directory_is_503(tmp_path: Path) -> None:
     assert_store_unavailable(response.status_code, response.get_json())
 
 
-def test_serve_process_answers_503_while_sqlite_is_locked(
-    sqlite_url: str, tmp_path: Path
-) -> None:
+def test_serve_process_answers_503_while_sqlite_is_locked(sqlite_url: str, tmp_path: Path) -> None:
     # Another process holds the write lock past the busy timeout (a stuck backup, a
     # long manual transaction): the receiver must answer 503, not hang and not 2xx.
     data = config_dict(sqlite_url, connectors={})
     body = gitleads_body(5)
     headers = signed_headers("gitleads", body)
     db_path = sqlite_url.removeprefix("sqlite:///")
-    with ServeProcess(write_config(tmp_path / "connectors.yaml", data)) as server:
+    with killed_after(ServeProcess(write_config(tmp_path / "connectors.yaml", data))) as server:
         url = server.url("/webhooks/gitleads")
         blocker = sqlite3.connect(db_path, isolation_level=None)
         try:
@@ -216,3 +219,17 @@ def test_serve_process_answers_503_while_sqlite_is_locked(
     check = Store(sqlite_url)
     assert stored_ids(check) == {retried.json()["event_id"]}
     check.close()
+
+
+def test_serve_exits_cleanly_when_the_store_is_unreachable_at_start(tmp_path: Path) -> None:
+    password = "pg-pass-do-not-print"
+    url = f"postgresql+psycopg://postgres:{password}@127.0.0.1:{free_port()}/test"
+    config_path = write_config(tmp_path / "connectors.yaml", config_dict(url, connectors={}))
+
+    result = run_connectors(["serve", "--config", str(config_path), "--port", str(free_port())])
+
+    assert result.returncode != 0
+    assert "unavailable" in result.stderr
+    assert "postgres:****@127.0.0.1" in result.stderr
+    assert password not in result.stderr + result.stdout
+    assert "Traceback" not in result.stderr

@@ -176,6 +176,20 @@ def test_a_stopping_worker_gives_its_claim_back_at_once(engine: Any) -> None:
     assert RecordingConnector.calls["rec"] == 1
 
 
+def test_a_long_host_name_still_fits_the_lease_column(
+    engine: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    config, store = engine
+    event_id = ingest(config, store, 1)
+    monkeypatch.setattr("socket.gethostname", lambda: "worker-" + "x" * 80 + ".cluster.local")
+    worker = Worker(config, store, clock=FakeClock(utcnow() + timedelta(seconds=1)))
+    assert len(worker.worker_id) == 64
+    assert worker.worker_id.startswith("worker-xxx")
+    assert worker.run_once("rec") == 1
+    [attempt] = store.attempts_of(delivery_of(store, event_id)["id"])
+    assert attempt["worker"] == worker.worker_id
+
+
 # -- run-time disable -----------------------------------------------------------------------
 
 

@@ -15,7 +15,6 @@ import time
 from collections import Counter
 from collections.abc import Iterator
 from contextlib import ExitStack, contextmanager
-from dataclasses import dataclass, field
 from pathlib import Path
 from typing import IO, Any
 
@@ -27,7 +26,8 @@ from leadrelay.connectors.base import Delivered
 from leadrelay.core.config import Config, load_config
 from leadrelay.core.providers import PROVIDERS, Parsed
 from leadrelay.core.receiver import Ingestor
-from leadrelay.core.store import IncomingEvent, Store, utcnow
+from leadrelay.core.schema import LeadEvent
+from leadrelay.core.store import DeliveryFilter, IncomingEvent, Store, utcnow
 from leadrelay.core.tables import deliveries
 from leadrelay.core.worker import Worker
 from tests.conftest import config_dict, gitleads_body, make_config, migrated_store
@@ -37,21 +37,56 @@ from tests.recording import RecordingConnector
 
 EVENTS = 2_000
 WORKERS = 4
-DEADLINE_S = 90.0
+STALL_TIMEOUT_S = 30.0
+DEADLINE_S = 240.0
 EXIT_TIMEOUT_S = 30.0
 WAIT_S = 20.0
 
 
-@dataclass
-class Destination:
-    """A webhook receiver that counts deliveries by `webhook-id`."""
+class Tally:
+    """Deliveries counted by event id, safe across threads, with a way to wait for them."""
 
-    received: Counter[str] = field(default_factory=Counter)
-    changed: threading.Condition = field(default_factory=threading.Condition)
-    # When set, the first request waits for `release` (an in-flight delivery to hold).
-    hold_first: bool = False
-    in_flight: threading.Event = field(default_factory=threading.Event)
-    release: threading.Event = field(default_factory=threading.Event)
+    def __init__(self) -> None:
+        self.received: Counter[str] = Counter()
+        self.changed = threading.Condition()
+
+    def add(self, event_id: str) -> None:
+        with self.changed:
+            self.received[event_id] += 1
+            self.changed.notify_all()
+
+    def wait_for(self, count: int, stall_timeout: float, overall_timeout: float) -> int:
+        """Distinct event ids seen, once `count` arrived or when progress stalls.
+
+        Bounded by a stall timeout rather than only by a total one, so a loaded machine
+        that is slow but progressing does not fail the test, and a stuck one fails fast.
+        """
+        overall_deadline = time.monotonic() + overall_timeout
+        with self.changed:
+            seen = len(self.received)
+            stall_deadline = time.monotonic() + stall_timeout
+            while len(self.received) < count:
+                now = time.monotonic()
+                if len(self.received) > seen:
+                    seen, stall_deadline = len(self.received), now + stall_timeout
+                remaining = min(stall_deadline, overall_deadline) - now
+                if remaining <= 0:
+                    break
+                self.changed.wait(remaining)
+            return len(self.received)
+
+
+class Destination(Tally):
+    """A webhook receiver that counts deliveries by `webhook-id`.
+
+    With `hold_first`, the first request waits for `release`: an in-flight delivery.
+    """
+
+    def __init__(self, *, hold_first: bool = False) -> None:
+        super().__init__()
+        self.hold_first = hold_first
+        self.in_flight = threading.Event()
+        self.release = threading.Event()
 
     def app(self) -> Flask:
         app = Flask(__name__)
@@ -63,22 +98,10 @@ class Destination:
             if self.hold_first and not self.in_flight.is_set():
                 self.in_flight.set()
                 self.release.wait(WAIT_S)
-            with self.changed:
-                self.received[webhook_id] += 1
-                self.changed.notify_all()
+            self.add(webhook_id)
             return Response("{}", status=200, mimetype="application/json")
 
         return app
-
-    def wait_for(self, count: int, timeout: float) -> int:
-        deadline = time.monotonic() + timeout
-        with self.changed:
-            while len(self.received) < count:
-                remaining = deadline - time.monotonic()
-                if remaining <= 0:
-                    break
-                self.changed.wait(remaining)
-            return len(self.received)
 
 
 def webhook_config(path: Path, store_url: str, url: str, **delivery: Any) -> Config:
@@ -218,7 +241,7 @@ def test_four_worker_processes_deliver_every_event_exactly_once(
             # Ingested while the workers run: NOTIFY wakes them, SKIP LOCKED splits the work.
             for start in range(0, EVENTS, 100):
                 store.ingest(records[start : start + 100])
-            reached = destination.wait_for(EVENTS, DEADLINE_S)
+            reached = destination.wait_for(EVENTS, STALL_TIMEOUT_S, DEADLINE_S)
             assert reached == EVENTS, "\n".join(w.log_text()[-2000:] for w in workers)
             exit_codes = [w.terminate() for w in workers]
         assert exit_codes == [0] * WORKERS
@@ -236,32 +259,44 @@ def test_four_worker_processes_deliver_every_event_exactly_once(
 
 @pytest.mark.postgres
 def test_notify_wakes_a_worker_in_another_process(postgres_url: str) -> None:
-    # The worker's own store gets no in-process wake-up, and it polls only hourly: an event
-    # committed through another store (as by another process) reaches it by NOTIFY alone.
+    # The worker's own store has no in-process wake-up and it polls only hourly, so an
+    # event committed through another store (as by another process) reaches it by NOTIFY.
     config = make_config(postgres_url, delivery={"poll_interval": "1h", "backoff": ["30s"]})
     worker_store = migrated_store(postgres_url)
     other_store = Store(postgres_url)
-    delivered = threading.Event()
+    worker = Worker(config, worker_store)
+    woken_by_listener = threading.Event()
+    wake = worker.wake
 
-    def record(_event: Any) -> Delivered:
-        delivered.set()
+    def recording_wake() -> None:
+        if threading.current_thread().name == "worker-listen":
+            woken_by_listener.set()
+        wake()
+
+    worker.wake = recording_wake  # type: ignore[method-assign]
+    sent = Tally()
+
+    def count(event: LeadEvent) -> Delivered:
+        sent.add(event.event_id)
         return Delivered()
 
-    RecordingConnector.scripts["rec"] = [record]
-    worker = Worker(config, worker_store)
+    RecordingConnector.scripts["rec"] = [count] * 40
     worker.start()
     try:
-        # LISTEN starts in the background; until it has, a notification can be missed, so
-        # keep committing events (bounded) until one wakes the worker.
-        records = gitleads_records(config, other_store, range(40))
-        for record_ in records:
-            other_store.ingest([record_])
-            if delivered.wait(0.5):
+        # LISTEN starts in the background and a notification sent before it is lost, so
+        # keep committing events (bounded) until one reaches the listener.
+        for record in gitleads_records(config, other_store, range(40)):
+            other_store.ingest([record])
+            if woken_by_listener.wait(0.5):
                 break
-        assert delivered.is_set()
+        assert woken_by_listener.is_set()
+        # Woken, the connector thread claims everything due at once.
+        expected = len(other_store.list_deliveries(DeliveryFilter()))
+        delivered = sent.wait_for(expected, WAIT_S, WAIT_S)
     finally:
         worker.stop()
-    assert RecordingConnector.sent["rec"]
+    assert delivered == expected
+    assert max(sent.received.values()) == 1
     worker_store.close()
     other_store.close()
 

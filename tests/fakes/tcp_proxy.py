@@ -6,6 +6,7 @@ While down, new connections are refused and open ones are cut, as when PostgreSQ
 
 from __future__ import annotations
 
+import contextlib
 import selectors
 import socket
 import threading
@@ -106,8 +107,6 @@ def _pump(source: socket.socket, sink: socket.socket) -> None:
 
 
 def _shut(sock: socket.socket) -> None:
-    try:
+    with contextlib.suppress(OSError):
         sock.shutdown(socket.SHUT_RDWR)
-    except OSError:
-        pass
     sock.close()

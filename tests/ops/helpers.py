@@ -19,7 +19,7 @@ import time
 import uuid
 from collections import Counter
 from collections.abc import Callable, Iterator, Sequence
-from contextlib import contextmanager
+from contextlib import contextmanager, suppress
 from pathlib import Path
 from types import TracebackType
 from typing import IO, Any
@@ -29,6 +29,7 @@ from flask import Flask, Response, request
 from prometheus_client.mmap_dict import MmapedDict
 from prometheus_client.parser import text_string_to_metric_families
 
+from tests.conftest import SECRETS
 from tests.fakes.server import RunningServer, serve
 from tests.process import free_port
 from tests.signing import sign
@@ -39,7 +40,7 @@ READY_TIMEOUT_S = 30.0
 STOP_TIMEOUT_S = 15.0
 POLL_S = 0.05
 
-SECRET = "ops-test-secret"
+SECRET = SECRETS["gitleads"]  # the GitLeads secret of every ops config
 
 
 def venv_bin(name: str) -> str:
@@ -162,10 +163,8 @@ class ServerProcess:
     def _signal_group(self, signum: int) -> None:
         if self.process is None:
             return
-        try:
+        with suppress(ProcessLookupError):
             os.killpg(self.process.pid, signum)
-        except ProcessLookupError:
-            pass
 
     def stop(self) -> int | None:
         """SIGTERM to the group (gunicorn's graceful stop); SIGKILL if it hangs. Returns the
@@ -173,10 +172,8 @@ class ServerProcess:
         if self.process is None:
             return None
         self._signal_group(signal.SIGTERM)
-        try:
+        with suppress(subprocess.TimeoutExpired):
             self.process.wait(timeout=STOP_TIMEOUT_S)
-        except subprocess.TimeoutExpired:
-            pass
         return self._finish()
 
     def kill(self) -> None:
@@ -285,10 +282,9 @@ def raw_http(port: int, request_bytes: bytes, *, timeout: float = 20.0) -> tuple
     """Send exact bytes, read until the server closes; (status, body). Nothing normalizes
     the request on the way, unlike `requests`."""
     with socket.create_connection(("127.0.0.1", port), timeout=timeout) as sock:
-        try:
+        # The server may answer and close before reading all of an oversized request.
+        with suppress(BrokenPipeError, ConnectionResetError):
             sock.sendall(request_bytes)
-        except (BrokenPipeError, ConnectionResetError):
-            pass  # the server may answer and close before reading an oversized request
         received = bytearray()
         while True:
             try:
@@ -383,6 +379,25 @@ def pg_dsn(url: str) -> str:
     return url.replace("postgresql+psycopg://", "postgresql://")
 
 
+def postgres_counts(url: str) -> dict[str, int]:
+    import psycopg
+
+    with psycopg.connect(pg_dsn(url)) as conn:
+        counts = {}
+        for table in ("events", "dedup_keys", "deliveries"):
+            row = conn.execute(f"SELECT count(*) FROM {table}").fetchone()  # noqa: S608
+            counts[table] = int(row[0]) if row else 0
+        return counts
+
+
+def postgres_event_body(url: str, event_id: str) -> bytes | None:
+    import psycopg
+
+    with psycopg.connect(pg_dsn(url)) as conn:
+        row = conn.execute("SELECT body FROM events WHERE event_id = %s", (event_id,)).fetchone()
+    return None if row is None else bytes(row[0])
+
+
 # -- metrics --------------------------------------------------------------------------------
 
 
@@ -454,3 +469,86 @@ class RecordingDestination:
     def running(self) -> Iterator[RunningServer]:
         with serve(self.app) as server:
             yield server
+
+
+# -- a TCP proxy that can be cut, to take a database away without touching the server ------
+
+
+class TcpProxy:
+    """Forwards 127.0.0.1:`port` to `target`. `stop()` closes the listener and every open
+    connection (the database "goes away"); `start()` again listens on the same port."""
+
+    def __init__(self, target: tuple[str, int], port: int | None = None) -> None:
+        self.target = target
+        self.port = port or free_port()
+        self._listener: socket.socket | None = None
+        self._sockets: set[socket.socket] = set()
+        self._lock = threading.Lock()
+        self._threads: list[threading.Thread] = []
+
+    def start(self) -> TcpProxy:
+        listener = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+        listener.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        listener.bind(("127.0.0.1", self.port))
+        listener.listen(128)
+        self._listener = listener
+        thread = threading.Thread(target=self._accept, args=(listener,), daemon=True)
+        thread.start()
+        self._threads.append(thread)
+        return self
+
+    def stop(self) -> None:
+        listener, self._listener = self._listener, None
+        if listener is not None:
+            with suppress(OSError):
+                listener.shutdown(socket.SHUT_RDWR)
+            listener.close()
+        with self._lock:
+            open_sockets, self._sockets = self._sockets, set()
+        for sock in open_sockets:
+            with suppress(OSError):
+                sock.shutdown(socket.SHUT_RDWR)
+            sock.close()
+        for thread in self._threads:
+            thread.join(timeout=5)
+        self._threads = [t for t in self._threads if t.is_alive()]
+
+    def _accept(self, listener: socket.socket) -> None:
+        while True:
+            try:
+                client, _ = listener.accept()
+            except OSError:
+                return  # the listener was closed by stop()
+            try:
+                upstream = socket.create_connection(self.target, timeout=5)
+            except OSError:
+                client.close()
+                continue
+            upstream.settimeout(None)
+            with self._lock:
+                if self._listener is not listener:
+                    client.close()
+                    upstream.close()
+                    return
+                self._sockets.update((client, upstream))
+            for source, sink in ((client, upstream), (upstream, client)):
+                pump = threading.Thread(target=self._pump, args=(source, sink), daemon=True)
+                pump.start()
+
+    def _pump(self, source: socket.socket, sink: socket.socket) -> None:
+        try:
+            while True:
+                data = source.recv(65536)
+                if not data:
+                    break
+                sink.sendall(data)
+        except OSError:
+            pass
+        finally:
+            # Either side closing ends the pair, like a real connection.
+            for sock in (source, sink):
+                with suppress(OSError):
+                    sock.shutdown(socket.SHUT_RDWR)
+            with self._lock:
+                self._sockets.discard(source)
+            source.close()

@@ -138,29 +138,54 @@ def test_gunicorn_receives_delivers_and_counts_across_processes(tmp_path: Path) 
                 timeout=20,
                 message="delivery counters in /metrics never reached the number accepted",
             )
-            assert metric(
-                samples, "leadrelay_webhooks_received_total", source="gitleads", answer="accepted"
-            ) == total
-            assert metric(
-                samples, "leadrelay_webhooks_received_total", source="gitleads", answer="duplicate"
-            ) == 1
-            assert metric(
-                samples,
-                "leadrelay_webhooks_received_total",
-                source="gitleads",
-                answer="invalid_signature",
-            ) == 1
-            assert metric(
-                samples, "leadrelay_signature_failures_total", source="gitleads", reason="mismatch"
-            ) == 1
+            assert (
+                metric(
+                    samples,
+                    "leadrelay_webhooks_received_total",
+                    source="gitleads",
+                    answer="accepted",
+                )
+                == total
+            )
+            assert (
+                metric(
+                    samples,
+                    "leadrelay_webhooks_received_total",
+                    source="gitleads",
+                    answer="duplicate",
+                )
+                == 1
+            )
+            assert (
+                metric(
+                    samples,
+                    "leadrelay_webhooks_received_total",
+                    source="gitleads",
+                    answer="invalid_signature",
+                )
+                == 1
+            )
+            assert (
+                metric(
+                    samples,
+                    "leadrelay_signature_failures_total",
+                    source="gitleads",
+                    reason="mismatch",
+                )
+                == 1
+            )
             for name in ("archive", "hook"):
-                assert metric(
-                    samples, "leadrelay_delivery_latency_seconds_count", connector=name
-                ) == total
-                assert metric(
-                    samples, "leadrelay_deliveries", connector=name, status="delivered"
-                ) == total
-                assert metric(samples, "leadrelay_deliveries", connector=name, status="pending") == 0
+                assert (
+                    metric(samples, "leadrelay_delivery_latency_seconds_count", connector=name)
+                    == total
+                )
+                assert (
+                    metric(samples, "leadrelay_deliveries", connector=name, status="delivered")
+                    == total
+                )
+                assert (
+                    metric(samples, "leadrelay_deliveries", connector=name, status="pending") == 0
+                )
             assert metric(samples, "leadrelay_oldest_pending_delivery_age_seconds") == 0
             # Delivered once: every outbound webhook-id exactly one time, every CSV row once.
             assert set(destination.webhook_ids().values()) == {1}

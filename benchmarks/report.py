@@ -1,0 +1,115 @@
+"""The markdown table pasted into README.md, from results.json."""
+
+from __future__ import annotations
+
+from typing import Any
+
+
+def _n(value: float, digits: int = 0) -> str:
+    return f"{value:,.{digits}f}"
+
+
+def _met(section: dict[str, Any]) -> str:
+    if "error" in section:
+        return "error"
+    return "yes" if section.get("met") else "**no**"
+
+
+def markdown(results: dict[str, Any]) -> str:
+    machine = results["machine"]
+    lines = [
+        "## Benchmarks",
+        "",
+        f"Machine: {machine['cpu_model']}, {machine['cores']} cores, "
+        f"{machine['memory_gib']} GiB, Python {machine['python']}, {machine['os']}; "
+        f"run {machine['date']} (scale {results['scale']}, load generator "
+        f"`{results['loader']}`, {results['connections']} connections; load average "
+        f"before/after {_loadavg(results['load_average_before'])} / "
+        f"{_loadavg(results['load_average_after'])}). Reproduce with `make bench`.",
+        "",
+        "| # | benchmark | result | target | met |",
+        "|---|---|---|---|---|",
+    ]
+    lines += [
+        _row("1", "Ingest: gunicorn (deploy config), SQLite synchronous=FULL", results, _ingest),
+        _row("2", "Sustained ingest + worker delivering to CSV", results, _sustained),
+        _row("3", "Delivery to HubSpot fake (50 ms/call, 190 req/10 s)", results, _delivery),
+        _row("4", "Receipt → connector call at 100 events/s", results, _latency),
+        _row("5", "Scale-out on PostgreSQL, connector 50 ms/batch", results, _scaleout),
+        _row("6", "Peak RSS of `connectors serve` under load 1", results, _memory),
+    ]
+    return "\n".join(lines) + "\n"
+
+
+def _loadavg(values: list[float]) -> str:
+    return " ".join(f"{v:.2f}" for v in values) if values else "n/a"
+
+
+def _row(number: str, title: str, results: dict[str, Any], render: Any) -> str:
+    key = render.__name__.lstrip("_")
+    section = results.get(key)
+    if section is None:
+        return f"| {number} | {title} | not run | | |"
+    if "error" in section:
+        return f"| {number} | {title} | failed: {section['error']} | | error |"
+    result, target, met = render(section)
+    return f"| {number} | {title} | {result} | {target} | {met} |"
+
+
+def _ingest(s: dict[str, Any]) -> tuple[str, str, str]:
+    lr, bare = s["leadrelay"], s["bare_flask"]
+    check = s["commit_check"]
+    committed = "all" if check["every_2xx_committed"] else "NOT all"
+    result = (
+        f"{_n(lr['req_per_s'])} req/s (p50 {lr['p50_ms']} ms, p99 {lr['p99_ms']} ms) vs bare "
+        f"Flask {_n(bare['req_per_s'])} req/s (p50 {bare['p50_ms']} ms, p99 "
+        f"{bare['p99_ms']} ms): **{s['ratio_to_bare_flask']:.2f}x**; {committed} "
+        f"{_n(check['answered_2xx'])} 2xx found in the DB"
+    )
+    return result, f"≥ {s['target_ratio']}x bare Flask, every 2xx committed", _met(s)
+
+
+def _sustained(s: dict[str, Any]) -> tuple[str, str, str]:
+    result = (
+        f"{s['duration_s']:.0f} s: accepted {_n(s['accepted_per_s'])}/s, delivered "
+        f"{_n(s['delivered_per_s'])}/s; backlog at end {_n(s['backlog_end'])} (max "
+        f"{_n(s['backlog_max'])}, trend {s['backlog_trend_per_s']:+.1f}/s)"
+    )
+    return result, "backlog does not grow", _met(s)
+
+
+def _delivery(s: dict[str, Any]) -> tuple[str, str, str]:
+    result = (
+        f"{_n(s['events'])} leads in {s['elapsed_s']} s: **{_n(s['contacts_per_s'])} "
+        f"contacts/s** = {s['fraction_of_rate_limit_bound']:.0%} of the "
+        f"{_n(s['bound_per_s'])}/s bound, {s['times_one_request_per_lead']}x one request "
+        f"per lead ({s['one_request_per_lead_per_s']:g}/s); {s['calls_429']} x 429"
+    )
+    return result, f"≥ {s['target_fraction']:.0%} of the bound", _met(s)
+
+
+def _latency(s: dict[str, Any]) -> tuple[str, str, str]:
+    result = (
+        f"p50 **{s['p50_ms']} ms**, p99 **{s['p99_ms']} ms** (max {s['max_ms']} ms; "
+        f"{_n(s['delivered'])} of {_n(s['accepted'])} delivered)"
+    )
+    target = f"p50 < {s['target_p50_ms']:g} ms, p99 < {s['target_p99_ms']:g} ms"
+    return result, target, _met(s)
+
+
+def _scaleout(s: dict[str, Any]) -> tuple[str, str, str]:
+    rates = ", ".join(f"{k}: {v:g}/s" for k, v in s["deliveries_per_s"].items())
+    result = (
+        f"{rates} → **{s['ratio_4_to_1']}x** with 4 workers ({s['ratio_2_to_1']}x with 2); "
+        f"{s['duplicate_deliveries']} duplicate deliveries"
+    )
+    return result, "report", "n/a"
+
+
+def _memory(s: dict[str, Any]) -> tuple[str, str, str]:
+    parts = " + ".join(f"{p['role']} {p['peak_rss_mb']:g}" for p in s["processes"])
+    result = (
+        f"**{s['peak_rss_mb']:g} MB** ({parts} MB) at {_n(s['load_req_per_s'])} req/s; "
+        f"{s['idle_rss_mb']:g} MB idle"
+    )
+    return result, "report", "n/a"
