@@ -4,8 +4,10 @@ N events are stored first (as the receiver would store them), then `connectors w
 processes deliver them through the real HubSpot connector to the fake (`base_url`), until
 none is pending: once with one process (`connectors serve`, a single `connectors worker`)
 and once with two (the default of deploy/gunicorn.conf.py, whose two processes each run a
-delivery worker); the headline figure is the latter, both are reported. The bound the limit allows is 190 requests x 100 contacts per 10 s =
-1,900 contacts/s; one request per lead would allow 19 contacts/s.
+delivery worker); the headline figure is the latter, both are reported.
+
+The bound the limit allows is 190 requests x 100 contacts per 10 s = 1,900 contacts/s;
+one request per lead would allow 19 contacts/s.
 
 Events are `lead.enriched`, which carry no activity, so every request is a contact batch
 upsert (an activity would add a notes request per batch and halve the contacts bound).
@@ -112,7 +114,15 @@ class CallLog:
         body: Iterable[bytes] = self.app(environ, recording_start_response)
         chunks = list(body)
         with self._lock:
-            self.calls.append((began, time.monotonic(), environ["PATH_INFO"], status_holder[0]))
+            self.calls.append(
+                Call(
+                    began,
+                    time.monotonic(),
+                    environ["PATH_INFO"],
+                    status_holder[0],
+                    f"{environ.get('REMOTE_ADDR')}:{environ.get('REMOTE_PORT')}",
+                )
+            )
         return chunks
 
 

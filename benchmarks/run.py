@@ -81,6 +81,7 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
 def run(argv: Sequence[str] | None = None) -> dict[str, Any]:
     """Run the selected benchmarks and write the result files; returns the results."""
     args = parse_args(argv)
+    logging.getLogger("werkzeug").setLevel(logging.WARNING)  # the fakes' access log
     work_dir = Path(tempfile.mkdtemp(prefix="leadrelay-bench-"))
     ctx = BenchContext(
         work_dir=work_dir,
@@ -136,7 +137,6 @@ def _stop_on_signal(signum: int, _frame: Any) -> None:
 
 def main(argv: Sequence[str] | None = None) -> int:
     signal.signal(signal.SIGTERM, _stop_on_signal)
-    logging.getLogger("werkzeug").setLevel(logging.WARNING)  # the fakes' access log
     results = run(argv)
     failed = [name for name in BENCHMARKS if "error" in results.get(name, {})]
     print(markdown(results))

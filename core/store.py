@@ -20,6 +20,7 @@ from datetime import UTC, datetime, timedelta
 from importlib.resources import files
 from typing import Any
 
+from pydantic import ValidationError
 from sqlalchemy import (
     Connection,
     Engine,
@@ -39,6 +40,7 @@ from sqlalchemy import (
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.exc import DBAPIError, SQLAlchemyError
 
+from leadrelay.core.logs import fields
 from leadrelay.core.schema import LeadEvent
 from leadrelay.core.tables import attempts, connector_state, dedup_keys, deliveries, events
 
@@ -369,8 +371,27 @@ class Store:
                 )
             }
         out = []
+        unloadable = []
         for row in sorted(claimed, key=lambda r: r.id):
             stored = loaded[row.event_id]
+            try:
+                lead_event = load_lead_event(stored.normalized, stored.body)
+            except ValueError as exc:
+                # Claimed first every time, a row this code cannot load would block its
+                # connector's queue for good: dead-letter it instead (replayable later).
+                unloadable.append(
+                    DeliveryUpdate(
+                        id=row.id,
+                        status="dead",
+                        attempts=row.attempts + 1,
+                        next_attempt_at=now,
+                        last_error=f"stored event cannot be loaded: {_load_error(exc)}",
+                        outcome="permanent",
+                        started_at=now,
+                        attempt_number=row.attempts + 1,
+                    )
+                )
+                continue
             out.append(
                 ClaimedDelivery(
                     id=row.id,
@@ -378,9 +399,15 @@ class Store:
                     connector=connector,
                     attempts=row.attempts,
                     created_at=row.created_at,
-                    event=load_lead_event(stored.normalized, stored.body),
+                    event=lead_event,
                 )
             )
+        if unloadable:
+            log.error(
+                "dead-lettered deliveries whose stored event cannot be loaded",
+                extra=fields(deliveries=[u.id for u in unloadable]),
+            )
+            self.complete(worker, unloadable, now)
         return out
 
     def complete(self, worker: str, updates: Sequence[DeliveryUpdate], now: datetime) -> int:
@@ -713,6 +740,15 @@ def load_lead_event(normalized: str, body: bytes) -> LeadEvent:
     data = json.loads(normalized)
     data["raw"] = json.loads(body)
     return LeadEvent.model_validate(data)
+
+
+def _load_error(exc: ValueError) -> str:
+    """Where and what, never the stored values (they are personal data)."""
+    if isinstance(exc, ValidationError):
+        first = exc.errors(include_url=False, include_input=False)[0]
+        where = ".".join(str(part) for part in first["loc"])
+        return f"{where}: {first['msg']}"
+    return _describe(exc)
 
 
 def dump_normalized(lead_event: LeadEvent) -> str:

@@ -363,6 +363,10 @@ class Worker:
             extra=fields(worker=self.worker_id, connectors=sorted(self.connectors)),
         )
 
+    def request_stop(self) -> None:
+        """Ask the loops to stop after their current batch; safe from a signal handler."""
+        self._stopping.set()
+
     def stop(self, timeout: float = 30.0) -> None:
         """Stop claiming, let in-flight batches finish and record their outcomes."""
         self._stopping.set()

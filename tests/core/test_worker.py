@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import threading
 from collections import Counter
+from dataclasses import replace
 from datetime import datetime, timedelta
 from typing import Any
 
@@ -14,7 +15,13 @@ from leadrelay.connectors.base import Delivered, Permanent
 from leadrelay.core.config import Config
 from leadrelay.core.providers import PROVIDERS, Parsed
 from leadrelay.core.receiver import Ingestor
-from leadrelay.core.store import DeliveryFilter, DeliveryUpdate, Store, utcnow
+from leadrelay.core.store import (
+    DeliveryFilter,
+    DeliveryUpdate,
+    IncomingEvent,
+    Store,
+    utcnow,
+)
 from leadrelay.core.worker import Worker
 from tests.conftest import gitleads_body, make_config, migrated_store
 from tests.recording import RecordingConnector
@@ -35,11 +42,11 @@ class FakeClock:
         return self.now
 
 
-def ingest(config: Config, store: Store, n: int) -> str:
+def gitleads_record(config: Config, store: Store, n: int) -> IncomingEvent:
     body = gitleads_body(n)
     result = PROVIDERS["gitleads"].parse(json.loads(body), source="gitleads", received_at=utcnow())
     assert isinstance(result, Parsed)
-    record = Ingestor(config, store).record_for(
+    return Ingestor(config, store).record_for(
         source="gitleads",
         provider="gitleads",
         result=result,
@@ -47,7 +54,10 @@ def ingest(config: Config, store: Store, n: int) -> str:
         headers={},
         received_at=utcnow(),
     )
-    return store.ingest([record])[0].event_id
+
+
+def ingest(config: Config, store: Store, n: int) -> str:
+    return store.ingest([gitleads_record(config, store, n)])[0].event_id
 
 
 def delivery_of(store: Store, event_id: str, connector: str = "rec") -> dict[str, Any]:
@@ -188,6 +198,32 @@ def test_a_long_host_name_still_fits_the_lease_column(
     assert worker.run_once("rec") == 1
     [attempt] = store.attempts_of(delivery_of(store, event_id)["id"])
     assert attempt["worker"] == worker.worker_id
+
+
+def test_a_stored_event_this_code_cannot_load_is_dead_lettered_not_blocking(
+    engine: Any,
+) -> None:
+    config, store = engine
+    record = gitleads_record(config, store, 1)
+    # As after a downgrade: the stored form has a field this version's schema refuses.
+    normalized = json.loads(record.normalized)
+    normalized["lead"]["favourite_colour"] = "green"
+    [poisoned] = store.ingest([replace(record, normalized=json.dumps(normalized))])
+    healthy = ingest(config, store, 2)
+    clock = FakeClock(utcnow() + timedelta(seconds=1))
+    worker = Worker(config, store, worker_id="w1", clock=clock)
+
+    assert worker.drain("rec") == 1
+
+    assert [e.event_id for e in RecordingConnector.sent["rec"]] == [healthy]
+    row = delivery_of(store, poisoned.event_id)
+    assert (row["status"], row["attempts"]) == ("dead", 1)
+    assert row["last_error"] == (
+        "stored event cannot be loaded: lead.favourite_colour: Extra inputs are not permitted"
+    )
+    assert "green" not in row["last_error"]
+    [attempt] = store.attempts_of(row["id"])
+    assert (attempt["worker"], attempt["outcome"]) == ("w1", "permanent")
 
 
 # -- run-time disable -----------------------------------------------------------------------

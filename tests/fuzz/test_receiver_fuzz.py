@@ -33,7 +33,7 @@ from tests.conftest import SECRETS, make_config, migrated_store
 from tests.providers.test_properties import json_objects, json_values, mutated_samples
 from tests.signing import SIGNATURE_HEADERS, SIGNATURE_PREFIXES, hmac_hex
 
-FAST_EXAMPLES = 25
+FAST_EXAMPLES = 10
 SLOW_EXAMPLES = 2500
 PROVIDER_NAMES = sorted(SECRETS)
 RAW_BODY_PROVIDERS = sorted(SIGNATURE_PREFIXES)  # all but LeadShark sign the bytes as sent

@@ -417,8 +417,11 @@ def sqlite_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[Se
             "connectors": {"archive": {"type": "csv", "path": str(directory / "leads.csv")}},
         },
     )
-    with ServeProcess(config) as server:
+    server = ServeProcess(config).start()
+    try:
         yield server, db_path
+    finally:
+        server.kill()  # a graceful stop is not what this module tests
 
 
 @pytest.mark.parametrize("case", CASES, ids=[c.name for c in CASES])
@@ -465,8 +468,11 @@ def postgres_server(
                 "connectors": {"archive": {"type": "csv", "path": str(directory / "leads.csv")}},
             },
         )
-        with ServeProcess(config) as server:
+        server = ServeProcess(config).start()
+        try:
             yield server, url
+        finally:
+            server.kill()
 
 
 @pytest.mark.postgres

@@ -402,8 +402,11 @@ def sqlite_serve(tmp_path: Path) -> Iterator[tuple[ServeProcess, Path]]:
             "connectors": {"archive": {"type": "csv", "path": str(tmp_path / "leads.csv")}},
         },
     )
-    with ServeProcess(config) as server:
+    server = ServeProcess(config).start()
+    try:
         yield server, db_path
+    finally:
+        server.kill()
 
 
 def hold_exclusive(db_path: Path) -> sqlite3.Connection:
