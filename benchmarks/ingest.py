@@ -133,6 +133,9 @@ def _start_profiler(work: Path, master_pid: int, duration: float) -> subprocess.
             str(master_pid),
             "--subprocesses",
             "--nonblocking",
+            # Only threads holding the GIL: where the CPU goes (waits on the commit or
+            # the socket release the GIL and are left out).
+            "--gil",
             "--rate",
             "200",
             "--format",

@@ -73,9 +73,15 @@ def _sustained(s: dict[str, Any]) -> tuple[str, str, str]:
     result = (
         f"{s['duration_s']:.0f} s: accepted {_n(s['accepted_per_s'])}/s, delivered "
         f"{_n(s['delivered_per_s'])}/s; backlog at end {_n(s['backlog_end'])} (max "
-        f"{_n(s['backlog_max'])}, trend {s['backlog_trend_per_s']:+.1f}/s)"
+        f"{_n(s['backlog_max'])}, trend {s['backlog_trend_per_s']:+.1f}/s), cleared "
+        f"{_drain(s['drain_after_load_s'])} after the load stopped; ingest p50 "
+        f"{s['ingest_p50_ms']} ms, p99 {s['ingest_p99_ms']} ms"
     )
-    return result, "backlog does not grow", _met(s)
+    return result, "backlog does not grow (cleared ≤ 5 s after the load)", _met(s)
+
+
+def _drain(seconds: float | None) -> str:
+    return "not within 120 s" if seconds is None else f"in {seconds:g} s"
 
 
 def _delivery(s: dict[str, Any]) -> tuple[str, str, str]:
@@ -83,8 +89,7 @@ def _delivery(s: dict[str, Any]) -> tuple[str, str, str]:
     parts = [
         f"{n} worker process{'es' if n != '1' else ''}: {_n(r['contacts_per_s'])} contacts/s "
         f"= {r['fraction_of_rate_limit_bound']:.0%} of the bound ({r['calls_per_s']} calls/s, "
-        f"{r['calls_429']} x 429, worker {r['worker_ms_between_calls_mean']:g} ms between "
-        "calls)"
+        f"{r['calls_429']} x 429, worker's own time {r['worker_ms_per_call']:g} ms per call)"
         for n, r in runs.items()
     ]
     result = (

@@ -1,8 +1,10 @@
 """2. Sustained: full-speed ingest while the in-process worker delivers to the CSV sink.
 
 The production server with its delivery worker on (LEADRELAY_WORKER=1) takes the same load
-as benchmark 1; the backlog (pending deliveries) is sampled throughout. "Does not grow"
-means its trend over the second half of the run is flat (under 1% of the accepted rate).
+as benchmark 1; the backlog (pending deliveries) is sampled throughout. The backlog saws up
+and down with the worker's batches of 500, so "does not grow" is judged by what is left
+when the load stops: the worker must clear it within a few seconds. The trend over the
+second half of the run (least squares) is reported beside it.
 """
 
 from __future__ import annotations
@@ -27,8 +29,8 @@ from benchmarks.load import choose_loader, run_load
 FULL_DURATION_S = 60.0
 SAMPLE_EVERY_S = 2.0
 DRAIN_TIMEOUT_S = 120.0
-# The trend that still counts as flat, as a share of the accepted rate.
-FLAT_SHARE = 0.01
+# A backlog the worker clears this fast after the load stops has not been accumulating.
+DRAIN_OK_S = 5.0
 
 
 def run(ctx: BenchContext) -> dict[str, Any]:
@@ -83,7 +85,7 @@ def run(ctx: BenchContext) -> dict[str, Any]:
         "backlog_samples": samples,
         "ingest_p50_ms": load.p50_ms,
         "ingest_p99_ms": load.p99_ms,
-        "met": trend <= FLAT_SHARE * accepted_per_s,
+        "met": drain_s is not None and drain_s <= DRAIN_OK_S,
     }
 
 

@@ -121,7 +121,14 @@ def serve(config_path: str | None, host: str, port: int, threads: int, no_worker
 
 @main.command()
 @CONFIG_OPTION
-def worker(config_path: str | None) -> None:
+@click.option(
+    "--metrics-port",
+    type=int,
+    default=None,
+    help="Serve this worker's Prometheus metrics (delivery counters, latency) on this port.",
+)
+@click.option("--metrics-host", default="127.0.0.1", show_default=True)
+def worker(config_path: str | None, metrics_port: int | None, metrics_host: str) -> None:
     """Run only the delivery worker (several may run at once on PostgreSQL)."""
     from leadrelay.core.worker import Worker
 
@@ -130,10 +137,18 @@ def worker(config_path: str | None) -> None:
     delivery_worker = Worker(config, store)
 
     def _stop(_signum: int, _frame: Any) -> None:
-        delivery_worker._stopping.set()
+        delivery_worker.request_stop()
 
     signal.signal(signal.SIGTERM, _stop)
     signal.signal(signal.SIGINT, _stop)
+    if metrics_port is not None:
+        from prometheus_client import REGISTRY, start_http_server
+
+        from leadrelay.core.metrics import QueueCollector
+        from leadrelay.core.store import utcnow
+
+        REGISTRY.register(QueueCollector(lambda: store.queue_stats(utcnow())))
+        start_http_server(metrics_port, addr=metrics_host)
     delivery_worker.start()
     delivery_worker.wait()
     delivery_worker.stop()

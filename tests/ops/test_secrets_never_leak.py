@@ -9,16 +9,15 @@ connector points at a fake (tests/fakes) or a local server that refuses it, so e
 fails with an auth error, and an echoing destination copies the request's headers into its
 error body.
 
-Then: validate (with and without --check-connections), test (dry run, and --live --json
-with DEBUG logs), serve with DEBUG JSON logs, `trigger` (GitLeads, LeadShark) and signed
-POSTs (GitProductivity, LeadHub), a forged request,
-/metrics /readyz /healthz, events (table and --json), deliveries (table, --json with each
-attempt), replay (dead, by event and time) and the retries it causes, bad configs that
-hold secrets (validate, serve), and an unreachable PostgreSQL store with a password
-(events, worker). The marker must not appear in any log line, error, CLI
-output, HTTP answer or metric. A webhook URL's path (capability URLs carry their secret
-there) may be shown by the dry run, which prints the request as configured, and nowhere
-else.
+Then: validate --check-connections, test (dry run, and --live --json with DEBUG logs),
+serve with DEBUG JSON logs, `trigger` (GitLeads, LeadShark) and signed POSTs
+(GitProductivity, LeadHub), a forged request, /metrics /readyz /healthz, events (table and
+--json), deliveries (table, --json with each attempt), replay (dead, by event and time) and
+the retries it causes, nine bad configs that hold secrets (their errors, and validate and
+serve on them), and an unreachable PostgreSQL store with a password (events, worker). No
+secret may appear in any log line, error, CLI output, HTTP answer or metric. A webhook
+URL's path (capability URLs carry their secret there) may be shown by `connectors test`,
+which prints each request as configured, and nowhere else.
 """
 
 from __future__ import annotations
