@@ -93,65 +93,35 @@ def decide(
 ) -> DeliveryUpdate:
     """The next state of a delivery after one try: the retry policy in one place."""
     spent = claimed.attempts + 1
-    common = {"id": claimed.id, "outcome": outcome_label(outcome), "started_at": started_at}
+
+    def update(
+        status: str, next_at: datetime, error: str | None, attempts: int = spent
+    ) -> DeliveryUpdate:
+        return DeliveryUpdate(
+            id=claimed.id,
+            status=status,
+            attempts=attempts,
+            next_attempt_at=next_at,
+            last_error=error[:_MAX_ERROR_CHARS] if error is not None else None,
+            outcome=outcome_label(outcome),
+            started_at=started_at,
+            attempt_number=spent,
+        )
+
     if isinstance(outcome, Delivered):
-        return DeliveryUpdate(
-            **common,
-            status="delivered",
-            attempts=spent,
-            next_attempt_at=now,
-            last_error=None,
-            attempt_number=spent,
-        )
+        return update("delivered", now, None)
     if isinstance(outcome, Skipped):
-        return DeliveryUpdate(
-            **common,
-            status="skipped",
-            attempts=spent,
-            next_attempt_at=now,
-            last_error=outcome.reason[:_MAX_ERROR_CHARS],
-            attempt_number=spent,
-        )
+        return update("skipped", now, outcome.reason)
     if isinstance(outcome, Permanent):
-        return DeliveryUpdate(
-            **common,
-            status="dead",
-            attempts=spent,
-            next_attempt_at=now,
-            last_error=outcome.error[:_MAX_ERROR_CHARS],
-            attempt_number=spent,
-        )
+        return update("dead", now, outcome.error)
     if isinstance(outcome, RateLimited):
         # Not a spent attempt: the destination is healthy, just asking us to pace.
-        delay = min(timedelta(seconds=outcome.retry_after), policy.max_retry_after)
-        return DeliveryUpdate(
-            **common,
-            status="pending",
-            attempts=claimed.attempts,
-            next_attempt_at=now + max(delay, timedelta(seconds=0)),
-            last_error=outcome.error[:_MAX_ERROR_CHARS],
-            attempt_number=spent,
-        )
-    error = outcome.error[:_MAX_ERROR_CHARS]
+        delay = min(timedelta(seconds=max(outcome.retry_after, 0.0)), policy.max_retry_after)
+        return update("pending", now + delay, outcome.error, attempts=claimed.attempts)
     if spent >= policy.max_attempts:
-        return DeliveryUpdate(
-            **common,
-            status="dead",
-            attempts=spent,
-            next_attempt_at=now,
-            last_error=f"gave up after {spent} attempts: {error}",
-            attempt_number=spent,
-        )
-    delay = policy.delay_after(spent)
-    jittered = delay * (1 + policy.jitter * rng())
-    return DeliveryUpdate(
-        **common,
-        status="pending",
-        attempts=spent,
-        next_attempt_at=now + jittered,
-        last_error=error,
-        attempt_number=spent,
-    )
+        return update("dead", now, f"gave up after {spent} attempts: {outcome.error}")
+    delay = policy.delay_after(spent) * (1 + policy.jitter * rng())
+    return update("pending", now + delay, outcome.error)
 
 
 class Worker:
