@@ -241,12 +241,16 @@ def gitleads_body(tag: str, n: int, *, event: str = "lead.created") -> bytes:
                 "signal_source": "competitor/their-sdk",
                 "github_username": f"dev{tag}{n}",
                 "name": f"Dev Number{n}",
-                "email": f"dev.{tag}.{n}@example.com",
+                "email": gitleads_email(tag, n),
                 "company": "Acme",
             },
         },
         separators=(",", ":"),
     ).encode()
+
+
+def gitleads_email(tag: str, n: int) -> str:
+    return f"dev.{tag}.{n}@example.com"
 
 
 def signature_header() -> str:

@@ -321,6 +321,7 @@ def _python_load_child(
 
 @dataclass(frozen=True)
 class PacedSend:
+    n: int  # the body was gitleads_body(tag, n)
     event_id: str | None
     status: int
     answer: str | None  # the `status` field of the JSON answer ("accepted", ...)
@@ -362,6 +363,7 @@ def paced_send(
                 with lock:
                     records.append(
                         PacedSend(
+                            n,
                             reply.get("event_id"),
                             status,
                             reply.get("status"),

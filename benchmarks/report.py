@@ -103,9 +103,12 @@ def _delivery(s: dict[str, Any]) -> tuple[str, str, str]:
 
 
 def _latency(s: dict[str, Any]) -> tuple[str, str, str]:
+    batching = s["batching_connector"]
     result = (
-        f"p50 **{s['p50_ms']} ms**, p99 **{s['p99_ms']} ms** (max {s['max_ms']} ms; "
-        f"{_n(s['delivered'])} of {_n(s['accepted'])} delivered)"
+        f"webhook connector (a call per event): p50 **{s['p50_ms']} ms**, p99 "
+        f"**{s['p99_ms']} ms** ({_n(s['delivered'])} of {_n(s['accepted'])} delivered); "
+        f"batching connector (HubSpot): p50 {batching['p50_ms']} ms, p99 "
+        f"{batching['p99_ms']} ms"
     )
     target = f"p50 < {s['target_p50_ms']:g} ms, p99 < {s['target_p99_ms']:g} ms"
     return result, target, _met(s)

@@ -25,7 +25,7 @@ from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from pathlib import Path
 from types import TracebackType
-from typing import IO, Any
+from typing import IO, Any, Self
 
 import requests
 import yaml
@@ -70,24 +70,28 @@ def run_connectors(
     )
 
 
-class ServeProcess:
-    """`connectors serve --config <path>` on 127.0.0.1 and a free port."""
+class ServerProcess:
+    """A command that serves HTTP on 127.0.0.1:`port` in its own session; ready once
+    `GET /healthz` answers 200. Its stdout and stderr both go to `stderr_path`."""
 
     def __init__(
         self,
-        config_path: str | Path,
-        port: int | None = None,
+        command: Sequence[str],
         *,
-        extra_args: Sequence[str] = (),
+        port: int,
+        stderr_path: Path,
         env: dict[str, str] | None = None,
+        cwd: Path | None = None,
         ready_timeout: float = READY_TIMEOUT_S,
+        stop_timeout: float = STOP_TIMEOUT_S,
     ) -> None:
-        self.config_path = Path(config_path)
-        self.port = port or free_port()
-        self.extra_args = list(extra_args)
+        self.command = list(command)
+        self.port = port
+        self.stderr_path = stderr_path
         self.env = env
+        self.cwd = cwd
         self.ready_timeout = ready_timeout
-        self.stderr_path = self.config_path.with_name(f"serve-{self.port}.stderr.log")
+        self.stop_timeout = stop_timeout
         self._process: subprocess.Popen[bytes] | None = None
         self._stderr: IO[bytes] | None = None
 
@@ -104,28 +108,17 @@ class ServeProcess:
     def url(self, path: str) -> str:
         return f"{self.base_url}{path}"
 
-    def start(self) -> ServeProcess:
-        command = [
-            *connectors_command(),
-            "--plain-logs",
-            "serve",
-            "--config",
-            str(self.config_path),
-            "--host",
-            "127.0.0.1",
-            "--port",
-            str(self.port),
-            *self.extra_args,
-        ]
-        # Appended to, so a restart on the same port keeps the earlier run's log.
+    def start(self) -> Self:
+        # Append mode: a restart on the same port keeps the earlier run's log, and the
+        # gunicorn processes sharing this descriptor each write whole lines (O_APPEND).
         self._stderr = self.stderr_path.open("ab")
         self._process = subprocess.Popen(
-            command,
+            self.command,
             stdin=subprocess.DEVNULL,
             stdout=self._stderr,
             stderr=self._stderr,
             env=self.env,
-            cwd=self.config_path.parent,
+            cwd=self.cwd,
             start_new_session=True,
         )
         try:
@@ -136,21 +129,18 @@ class ServeProcess:
         return self
 
     def _wait_ready(self) -> None:
+        name = Path(self.command[0]).name
         deadline = time.monotonic() + self.ready_timeout
         while time.monotonic() < deadline:
             if self.returncode() is not None:
-                raise RuntimeError(
-                    f"connectors serve exited with {self.returncode()}:\n{self.stderr_text()}"
-                )
+                raise RuntimeError(f"{name} exited with {self.returncode()}:\n{self.stderr_text()}")
             try:
                 if requests.get(self.url("/healthz"), timeout=1).status_code == 200:
                     return
             except requests.RequestException:
                 pass
             time.sleep(_POLL_INTERVAL_S)
-        raise TimeoutError(
-            f"connectors serve not ready within {self.ready_timeout}s:\n{self.stderr_text()}"
-        )
+        raise TimeoutError(f"{name} not ready within {self.ready_timeout}s:\n{self.stderr_text()}")
 
     def returncode(self) -> int | None:
         return None if self._process is None else self._process.poll()
@@ -163,6 +153,24 @@ class ServeProcess:
         except FileNotFoundError:
             return ""
 
+    def children(self) -> list[int]:
+        """PIDs whose parent is the server's main process (gunicorn's worker processes)."""
+        if self._process is None:
+            return []
+        found = []
+        for entry in Path("/proc").iterdir():
+            if not entry.name.isdigit():
+                continue
+            try:
+                stat = (entry / "stat").read_text()
+            except OSError:
+                continue
+            # Field 4 (after the parenthesised command, which may hold spaces) is the ppid.
+            fields = stat.rsplit(")", 1)[1].split()
+            if int(fields[1]) == self._process.pid and fields[0] != "Z":
+                found.append(int(entry.name))
+        return found
+
     def _signal_group(self, signum: int) -> None:
         if self._process is None:
             return
@@ -172,30 +180,31 @@ class ServeProcess:
     def kill(self) -> None:
         """SIGKILL the whole process group (a crash: no cleanup runs in the server)."""
         self._signal_group(signal.SIGKILL)
-        self._reap(STOP_TIMEOUT_S)
+        self._reap()
 
-    def stop(self) -> None:
-        """Graceful shutdown (SIGTERM to the group), SIGKILL if it does not finish in time."""
+    def stop(self) -> int | None:
+        """Graceful shutdown (SIGTERM to the group), SIGKILL if it does not finish in time.
+        Returns the main process's exit code."""
         if self._process is None:
-            return
+            return None
         self._signal_group(signal.SIGTERM)
-        try:
-            self._process.wait(timeout=STOP_TIMEOUT_S)
-        except subprocess.TimeoutExpired:
-            self._signal_group(signal.SIGKILL)
-        self._reap(STOP_TIMEOUT_S)
+        with contextlib.suppress(subprocess.TimeoutExpired):
+            self._process.wait(timeout=self.stop_timeout)
+        return self._reap()
 
-    def _reap(self, timeout: float) -> None:
+    def _reap(self) -> int | None:
+        code = None
         if self._process is not None:
-            with contextlib.suppress(subprocess.TimeoutExpired):
-                self._process.wait(timeout=timeout)
-            # The master is gone; make sure no orphaned worker keeps the port or the db.
+            # The main process may be gone; make sure no orphaned worker keeps the port or the db.
             self._signal_group(signal.SIGKILL)
+            with contextlib.suppress(subprocess.TimeoutExpired):
+                code = self._process.wait(timeout=self.stop_timeout)
         if self._stderr is not None:
             self._stderr.close()
             self._stderr = None
+        return code
 
-    def __enter__(self) -> ServeProcess:
+    def __enter__(self) -> Self:
         return self.start()
 
     def __exit__(
@@ -205,6 +214,41 @@ class ServeProcess:
         traceback: TracebackType | None,
     ) -> None:
         self.stop()
+
+
+class ServeProcess(ServerProcess):
+    """`connectors serve --config <path>` on 127.0.0.1 and a free port."""
+
+    def __init__(
+        self,
+        config_path: str | Path,
+        port: int | None = None,
+        *,
+        extra_args: Sequence[str] = (),
+        env: dict[str, str] | None = None,
+        ready_timeout: float = READY_TIMEOUT_S,
+    ) -> None:
+        self.config_path = Path(config_path)
+        port = port or free_port()
+        super().__init__(
+            [
+                *connectors_command(),
+                "--plain-logs",
+                "serve",
+                "--config",
+                str(self.config_path),
+                "--host",
+                "127.0.0.1",
+                "--port",
+                str(port),
+                *extra_args,
+            ],
+            port=port,
+            stderr_path=self.config_path.with_name(f"serve-{port}.stderr.log"),
+            env=env,
+            cwd=self.config_path.parent,
+            ready_timeout=ready_timeout,
+        )
 
 
 @contextmanager

@@ -9,20 +9,17 @@ from __future__ import annotations
 
 import json
 import os
-import signal
 import socket
 import sqlite3
-import subprocess
 import sys
 import threading
 import time
 import uuid
 from collections import Counter
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager, suppress
 from pathlib import Path
-from types import TracebackType
-from typing import IO, Any
+from typing import Any
 
 import requests
 from flask import Flask, Response, request
@@ -31,7 +28,7 @@ from prometheus_client.parser import text_string_to_metric_families
 
 from tests.conftest import SECRETS
 from tests.fakes.server import RunningServer, serve
-from tests.process import free_port
+from tests.process import ServerProcess, free_port
 from tests.signing import sign
 
 REPO = Path(__file__).resolve().parents[2]
@@ -65,176 +62,41 @@ def wait_until(
 # -- server processes -----------------------------------------------------------------------
 
 
-class ServerProcess:
-    """A command that serves HTTP on 127.0.0.1:`port`; ready once GET /healthz answers 200."""
+class GunicornProcess(ServerProcess):
+    """`gunicorn -c deploy/gunicorn.conf.py`, configured only through the environment."""
 
     def __init__(
         self,
-        command: Sequence[str],
+        config_path: Path,
         *,
-        port: int,
-        env: dict[str, str],
-        log_path: Path,
-        cwd: Path = REPO,
-        ready_timeout: float = READY_TIMEOUT_S,
-        metrics_dir: Path | None = None,
+        processes: int,
+        threads: int = 8,
+        run_worker: bool = True,
+        log_level: str = "INFO",
+        extra_env: dict[str, str] | None = None,
     ) -> None:
-        self.command = list(command)
-        self.metrics_dir = metrics_dir  # PROMETHEUS_MULTIPROC_DIR, where one is set
-        self.port = port
-        self.env = env
-        self.log_path = log_path
-        self.cwd = cwd
-        self.ready_timeout = ready_timeout
-        self.process: subprocess.Popen[bytes] | None = None
-        self._log: IO[bytes] | None = None
-
-    @property
-    def base_url(self) -> str:
-        return f"http://127.0.0.1:{self.port}"
-
-    def url(self, path: str) -> str:
-        return f"{self.base_url}{path}"
-
-    def start(self) -> ServerProcess:
-        # Append mode: several gunicorn processes share this descriptor, and O_APPEND keeps
-        # each log line whole.
-        self._log = self.log_path.open("ab")
-        self.process = subprocess.Popen(
-            self.command,
-            stdin=subprocess.DEVNULL,
-            stdout=self._log,
-            stderr=self._log,
-            env=self.env,
-            cwd=self.cwd,
-            start_new_session=True,
+        port = free_port()
+        self.metrics_dir = config_path.parent / f"prometheus-{port}"  # PROMETHEUS_MULTIPROC_DIR
+        env = {
+            **os.environ,
+            "LEADRELAY_CONFIG": str(config_path),
+            "LEADRELAY_BIND": f"127.0.0.1:{port}",
+            "LEADRELAY_PROCESSES": str(processes),
+            "LEADRELAY_THREADS": str(threads),
+            "LEADRELAY_WORKER": "1" if run_worker else "0",
+            "LEADRELAY_LOG_LEVEL": log_level,
+            "PROMETHEUS_MULTIPROC_DIR": str(self.metrics_dir),
+            **(extra_env or {}),
+        }
+        super().__init__(
+            [venv_bin("gunicorn"), "-c", str(GUNICORN_CONF)],
+            port=port,
+            stderr_path=config_path.parent / f"gunicorn-{port}.log",
+            env=env,
+            cwd=REPO,
+            ready_timeout=READY_TIMEOUT_S,
+            stop_timeout=STOP_TIMEOUT_S,
         )
-        try:
-            self._wait_ready()
-        except BaseException:
-            self.kill()
-            raise
-        return self
-
-    def _wait_ready(self) -> None:
-        def ready() -> bool:
-            if self.returncode() is not None:
-                raise RuntimeError(f"server exited with {self.returncode()}:\n{self.log_text()}")
-            try:
-                return requests.get(self.url("/healthz"), timeout=1).status_code == 200
-            except requests.RequestException:
-                return False
-
-        wait_until(
-            ready,
-            timeout=self.ready_timeout,
-            message=lambda: f"server not ready in {self.ready_timeout}s:\n{self.log_text()}",
-        )
-
-    def returncode(self) -> int | None:
-        return None if self.process is None else self.process.poll()
-
-    def log_text(self) -> str:
-        if self._log is not None:
-            self._log.flush()
-        try:
-            return self.log_path.read_text(encoding="utf-8", errors="replace")
-        except FileNotFoundError:
-            return ""
-
-    def children(self) -> list[int]:
-        """PIDs whose parent is the server's main process (gunicorn's worker processes)."""
-        if self.process is None:
-            return []
-        found = []
-        for entry in Path("/proc").iterdir():
-            if not entry.name.isdigit():
-                continue
-            try:
-                stat = (entry / "stat").read_text()
-            except OSError:
-                continue
-            # Field 4 (after the parenthesised command, which may hold spaces) is the ppid.
-            fields = stat.rsplit(")", 1)[1].split()
-            if int(fields[1]) == self.process.pid and fields[0] != "Z":
-                found.append(int(entry.name))
-        return found
-
-    def _signal_group(self, signum: int) -> None:
-        if self.process is None:
-            return
-        with suppress(ProcessLookupError):
-            os.killpg(self.process.pid, signum)
-
-    def stop(self) -> int | None:
-        """SIGTERM to the group (gunicorn's graceful stop); SIGKILL if it hangs. Returns the
-        main process's exit code."""
-        if self.process is None:
-            return None
-        self._signal_group(signal.SIGTERM)
-        with suppress(subprocess.TimeoutExpired):
-            self.process.wait(timeout=STOP_TIMEOUT_S)
-        return self._finish()
-
-    def kill(self) -> None:
-        self._signal_group(signal.SIGKILL)
-        self._finish()
-
-    def _finish(self) -> int | None:
-        code = None
-        if self.process is not None:
-            self._signal_group(signal.SIGKILL)  # no orphaned worker keeps the port or the db
-            try:
-                code = self.process.wait(timeout=STOP_TIMEOUT_S)
-            except subprocess.TimeoutExpired:
-                code = None
-        if self._log is not None:
-            self._log.close()
-            self._log = None
-        return code
-
-    def __enter__(self) -> ServerProcess:
-        return self.start()
-
-    def __exit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        traceback: TracebackType | None,
-    ) -> None:
-        self.stop()
-
-
-def gunicorn_process(
-    config_path: Path,
-    *,
-    processes: int,
-    threads: int = 8,
-    run_worker: bool = True,
-    log_level: str = "INFO",
-    extra_env: dict[str, str] | None = None,
-) -> ServerProcess:
-    """`gunicorn -c deploy/gunicorn.conf.py`, configured only through the environment."""
-    port = free_port()
-    metrics_dir = config_path.parent / f"prometheus-{port}"
-    env = {
-        **os.environ,
-        "LEADRELAY_CONFIG": str(config_path),
-        "LEADRELAY_BIND": f"127.0.0.1:{port}",
-        "LEADRELAY_PROCESSES": str(processes),
-        "LEADRELAY_THREADS": str(threads),
-        "LEADRELAY_WORKER": "1" if run_worker else "0",
-        "LEADRELAY_LOG_LEVEL": log_level,
-        "PROMETHEUS_MULTIPROC_DIR": str(metrics_dir),
-        **(extra_env or {}),
-    }
-    return ServerProcess(
-        [venv_bin("gunicorn"), "-c", str(GUNICORN_CONF)],
-        port=port,
-        env=env,
-        log_path=config_path.parent / f"gunicorn-{port}.log",
-        metrics_dir=metrics_dir,
-    )
 
 
 # -- requests -------------------------------------------------------------------------------
@@ -469,86 +331,3 @@ class RecordingDestination:
     def running(self) -> Iterator[RunningServer]:
         with serve(self.app) as server:
             yield server
-
-
-# -- a TCP proxy that can be cut, to take a database away without touching the server ------
-
-
-class TcpProxy:
-    """Forwards 127.0.0.1:`port` to `target`. `stop()` closes the listener and every open
-    connection (the database "goes away"); `start()` again listens on the same port."""
-
-    def __init__(self, target: tuple[str, int], port: int | None = None) -> None:
-        self.target = target
-        self.port = port or free_port()
-        self._listener: socket.socket | None = None
-        self._sockets: set[socket.socket] = set()
-        self._lock = threading.Lock()
-        self._threads: list[threading.Thread] = []
-
-    def start(self) -> TcpProxy:
-        listener = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
-        listener.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-        listener.bind(("127.0.0.1", self.port))
-        listener.listen(128)
-        self._listener = listener
-        thread = threading.Thread(target=self._accept, args=(listener,), daemon=True)
-        thread.start()
-        self._threads.append(thread)
-        return self
-
-    def stop(self) -> None:
-        listener, self._listener = self._listener, None
-        if listener is not None:
-            with suppress(OSError):
-                listener.shutdown(socket.SHUT_RDWR)
-            listener.close()
-        with self._lock:
-            open_sockets, self._sockets = self._sockets, set()
-        for sock in open_sockets:
-            with suppress(OSError):
-                sock.shutdown(socket.SHUT_RDWR)
-            sock.close()
-        for thread in self._threads:
-            thread.join(timeout=5)
-        self._threads = [t for t in self._threads if t.is_alive()]
-
-    def _accept(self, listener: socket.socket) -> None:
-        while True:
-            try:
-                client, _ = listener.accept()
-            except OSError:
-                return  # the listener was closed by stop()
-            try:
-                upstream = socket.create_connection(self.target, timeout=5)
-            except OSError:
-                client.close()
-                continue
-            upstream.settimeout(None)
-            with self._lock:
-                if self._listener is not listener:
-                    client.close()
-                    upstream.close()
-                    return
-                self._sockets.update((client, upstream))
-            for source, sink in ((client, upstream), (upstream, client)):
-                pump = threading.Thread(target=self._pump, args=(source, sink), daemon=True)
-                pump.start()
-
-    def _pump(self, source: socket.socket, sink: socket.socket) -> None:
-        try:
-            while True:
-                data = source.recv(65536)
-                if not data:
-                    break
-                sink.sendall(data)
-        except OSError:
-            pass
-        finally:
-            # Either side closing ends the pair, like a real connection.
-            for sock in (source, sink):
-                with suppress(OSError):
-                    sock.shutdown(socket.SHUT_RDWR)
-            with self._lock:
-                self._sockets.discard(source)
-            source.close()

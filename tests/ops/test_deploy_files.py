@@ -34,16 +34,17 @@ import pytest
 import yaml
 
 from tests.ops.helpers import (
+    READY_TIMEOUT_S,
     REPO,
     SECRET,
-    ServerProcess,
+    STOP_TIMEOUT_S,
     encode,
     gitleads_payload,
     post_signed,
     venv_bin,
     wait_until,
 )
-from tests.process import free_port
+from tests.process import ServerProcess, free_port
 
 DEPLOY = REPO / "deploy"
 DOCKERFILE = DEPLOY / "Dockerfile"
@@ -260,8 +261,10 @@ def test_compose_stack_runs_without_containers(
         [venv_bin(cmd[0]), *cmd[1:]],
         port=port,
         env=receiver_env,
-        log_path=tmp_path / "receiver.log",
+        stderr_path=tmp_path / "receiver.log",
         cwd=workdir,
+        ready_timeout=READY_TIMEOUT_S,
+        stop_timeout=STOP_TIMEOUT_S,
     )
     health = healthcheck_command(instructions)
     health_run = [venv_bin(health[0]), *health[1:]]  # the image's python is the venv's here

@@ -53,14 +53,14 @@ from leadrelay.core.schema import LeadEvent
 from leadrelay.core.store import DeliveryFilter, DeliveryUpdate, Store, utcnow
 from leadrelay.core.worker import Worker
 from tests.conftest import gitleads_body, make_config, migrated_store, signed_headers
+from tests.fakes.tcp_proxy import TcpProxy
 from tests.ops.helpers import (
     SECRET,
+    GunicornProcess,
     RecordingDestination,
-    TcpProxy,
     delivery_statuses,
     encode,
     gitleads_payload,
-    gunicorn_process,
     per_process_counter,
     pg_dsn,
     post_signed,
@@ -491,8 +491,7 @@ def test_duplicate_storm_across_four_processes_stores_and_delivers_once(
                 "connectors": {"hook": {"type": "webhook", "url": f"{hook.base_url}/in"}},
             },
         )
-        server = gunicorn_process(config, processes=4)
-        assert server.metrics_dir is not None
+        server = GunicornProcess(config, processes=4)
         with server:
             wait_until(
                 lambda: len(server.children()) == 4,
@@ -548,7 +547,7 @@ def test_postgres_unavailable_mid_load_503s_then_recovers_with_nothing_lost(
 ) -> None:
     with postgres_schema(postgres_base_url) as direct_url:
         parsed = make_url(direct_url)
-        proxy = TcpProxy((parsed.host or "127.0.0.1", parsed.port or 5432)).start()
+        proxy = TcpProxy(parsed.host or "127.0.0.1", parsed.port or 5432).start()
         proxied_url = parsed.set(host="127.0.0.1", port=proxy.port).render_as_string(
             hide_password=False
         )
@@ -558,7 +557,9 @@ def test_postgres_unavailable_mid_load_503s_then_recovers_with_nothing_lost(
                 "store": proxied_url,
                 "sources": {"gitleads": {"provider": "gitleads", "secrets": [SECRET]}},
                 "connectors": {"archive": {"type": "csv", "path": str(tmp_path / "leads.csv")}},
-                "delivery": {"poll_interval": "200ms"},
+                # A batch claimed just before the cut may fail to record its outcome; a
+                # short lease lets it be taken again well inside the recovery deadline.
+                "delivery": {"poll_interval": "200ms", "lease": "3s"},
             },
         )
         results: list[tuple[bytes, int, dict[str, Any]]] = []

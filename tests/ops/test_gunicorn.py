@@ -19,10 +19,10 @@ import requests
 
 from tests.ops.helpers import (
     SECRET,
+    GunicornProcess,
     RecordingDestination,
     encode,
     gitleads_payload,
-    gunicorn_process,
     metric,
     per_process_counter,
     post_signed,
@@ -64,14 +64,15 @@ def test_gunicorn_receives_delivers_and_counts_across_processes(tmp_path: Path) 
                 },
             },
         )
-        server = gunicorn_process(config, processes=PROCESSES)
-        assert server.metrics_dir is not None
+        server = GunicornProcess(config, processes=PROCESSES)
         try:
             server.start()
             wait_until(
                 lambda: len(server.children()) == PROCESSES,
                 timeout=20,
-                message=lambda: f"gunicorn did not fork {PROCESSES} workers:\n{server.log_text()}",
+                message=lambda: (
+                    f"gunicorn did not fork {PROCESSES} workers:\n{server.stderr_text()}"
+                ),
             )
             accepted: list[str] = []
             served_by: dict[int, float] = {}
@@ -193,9 +194,9 @@ def test_gunicorn_receives_delivers_and_counts_across_processes(tmp_path: Path) 
             assert requests.get(server.url("/readyz"), timeout=5).status_code == 200
         finally:
             exit_code = server.stop()
-        assert exit_code == 0, server.log_text()
+        assert exit_code == 0, server.stderr_text()
 
-    lines = json_log_lines(server.log_text())
+    lines = json_log_lines(server.stderr_text())
     request_lines = [
         line
         for line in lines
@@ -210,4 +211,4 @@ def test_gunicorn_receives_delivers_and_counts_across_processes(tmp_path: Path) 
         if line.get("logger") == "leadrelay.worker" and line.get("status") == "delivered"
     }
     assert delivered == {(event_id, c) for event_id in accepted for c in ("archive", "hook")}
-    assert BODY_MARKER not in server.log_text()
+    assert BODY_MARKER not in server.stderr_text()

@@ -43,13 +43,15 @@ from tests.fakes.salesforce import FakeSalesforce
 from tests.fakes.server import RunningServer, serve
 from tests.fakes.slack import WEBHOOK_BOT, WEBHOOK_TEAM, FakeSlack
 from tests.ops.helpers import (
+    READY_TIMEOUT_S,
+    REPO,
+    STOP_TIMEOUT_S,
     RecordingDestination,
-    ServerProcess,
     sqlite_readonly,
     venv_bin,
     wait_until,
 )
-from tests.process import free_port, run_connectors, write_config
+from tests.process import ServerProcess, free_port, run_connectors, write_config
 from tests.signing import sign
 
 MARKER = "S3CR3T"
@@ -266,7 +268,10 @@ def test_no_secret_in_any_output_log_error_or_metric(
         [venv_bin("connectors"), "--log-level", "DEBUG", "serve", *cfg, "--port", str(port)],
         port=port,
         env=env,
-        log_path=config.parent / "serve.log",
+        stderr_path=config.parent / "serve.log",
+        cwd=REPO,
+        ready_timeout=READY_TIMEOUT_S,
+        stop_timeout=STOP_TIMEOUT_S,
     )
     http_answers: list[str] = []
     with server:
@@ -351,7 +356,7 @@ def test_no_secret_in_any_output_log_error_or_metric(
     echoed = destinations["echo"].requests
     assert any(SECRETS["WEBHOOK_BEARER"] in h.get("Authorization", "") for h, _ in echoed)
 
-    log = server.log_text()
+    log = server.stderr_text()
     assert '"level": "debug"' in log
     assert '"msg": "delivery dead"' in log
     assert_clean("the serve log", log, env)
