@@ -51,6 +51,10 @@ log = logging.getLogger("leadrelay.worker")
 Clock = Callable[[], datetime]
 PURGE_EVERY = timedelta(hours=1)
 _DISABLED_CACHE_S = 2.0
+# Connectors that send one event per call still claim and record several per transaction:
+# two SQLite commits per event would otherwise cap delivery far below ingest. Small enough
+# that even slow destinations finish a claim well inside the lease.
+_MIN_CLAIM = 10
 _MAX_ERROR_CHARS = 2000
 _MAX_WORKER_ID_CHARS = 64  # deliveries.lease_owner, attempts.worker
 
@@ -165,33 +169,60 @@ class Worker:
         if not self.enabled(name):
             return 0
         now = self.clock()
-        batch = self.store.claim(
-            name, self.worker_id, connector.batch_size, now, self.config.delivery.lease
+        claimed = self.store.claim(
+            name,
+            self.worker_id,
+            max(connector.batch_size, _MIN_CLAIM),
+            now,
+            self.config.delivery.lease,
         )
-        if not batch:
+        if not claimed:
             return 0
         if self._stopping.is_set():
-            self.store.release(self.worker_id, [c.id for c in batch])
+            self.store.release(self.worker_id, [c.id for c in claimed])
             return 0
         started_at = now
-        outcomes = self._send(connector, batch)
+        batch, outcomes = self._send_in_chunks(connector, claimed)
+        unsent = claimed[len(batch) :]
+        if unsent:
+            self.store.release(self.worker_id, [c.id for c in unsent])
         finished_at = self.clock()
         updates = [
             decide(
                 outcome,
-                claimed,
+                delivery,
                 now=finished_at,
                 started_at=started_at,
                 policy=self.config.delivery,
                 rng=self.rng,
             )
-            for claimed, outcome in zip(batch, outcomes, strict=True)
+            for delivery, outcome in zip(batch, outcomes, strict=True)
         ]
         self._complete(updates, finished_at)
-        for claimed, outcome, upd in zip(batch, outcomes, updates, strict=True):
-            self._observe(name, claimed, outcome, upd, finished_at)
+        for delivery, outcome, upd in zip(batch, outcomes, updates, strict=True):
+            self._observe(name, delivery, outcome, upd, finished_at)
         self._honour_disable_request(connector)
         return len(batch)
+
+    def _send_in_chunks(
+        self, connector: Connector, claimed: list[ClaimedDelivery]
+    ) -> tuple[list[ClaimedDelivery], list[Outcome]]:
+        """Send claimed deliveries in the connector's batch size; stop at the first sign of
+        trouble (retry, rate limit, a disable request) or shutdown. Returns what was sent."""
+        sent: list[ClaimedDelivery] = []
+        outcomes: list[Outcome] = []
+        size = connector.batch_size
+        for start in range(0, len(claimed), size):
+            if start and self._stopping.is_set():
+                break
+            chunk = claimed[start : start + size]
+            chunk_outcomes = self._send(connector, chunk)
+            sent += chunk
+            outcomes += chunk_outcomes
+            troubled = any(isinstance(o, Retryable | RateLimited) for o in chunk_outcomes)
+            if troubled or getattr(connector, "disable_requested", None):
+                break
+        return sent, outcomes
 
     def _send(self, connector: Connector, batch: Sequence[ClaimedDelivery]) -> list[Outcome]:
         try:

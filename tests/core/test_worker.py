@@ -11,7 +11,7 @@ from typing import Any
 
 import pytest
 
-from leadrelay.connectors.base import Delivered, Permanent
+from leadrelay.connectors.base import Delivered, Permanent, Retryable
 from leadrelay.core.config import Config
 from leadrelay.core.providers import PROVIDERS, Parsed
 from leadrelay.core.receiver import Ingestor
@@ -389,8 +389,10 @@ def test_purge_keeps_pending_work_and_dedup_keys_outlive_payloads(sqlite_url: st
     done = ingest(config, store, 1)
     waiting = ingest(config, store, 2)
     clock = FakeClock(utcnow() + timedelta(seconds=1))
-    assert Worker(config, store, clock=clock).run_once("rec") == 1
+    RecordingConnector.scripts["rec"] = [Delivered(), Retryable("destination down")]
+    assert Worker(config, store, clock=clock).run_once("rec") == 2
     assert delivery_of(store, done)["status"] == "delivered"
+    assert delivery_of(store, waiting)["status"] == "pending"
 
     counts = store.purge(clock() + timedelta(days=31), timedelta(days=30), timedelta(days=365))
     assert counts == {"events": 1, "deliveries": 1, "attempts": 1, "dedup_keys": 0}
