@@ -223,6 +223,10 @@ class Ingestor:
         )
 
 
+def _unknown_source(source: str) -> dict[str, str]:
+    return {"error": "unknown_source", "message": f"no source named {source!r}"}
+
+
 def _sha256(data: bytes) -> str:
     return hashlib.sha256(data).hexdigest()
 
@@ -304,31 +308,27 @@ def create_app(config: Config, store: Store, *, ingestor: Ingestor | None = None
     def webhook_probe(source: str) -> Response:
         # LeadShark's "Test webhook" button sends a GET; answer it without storing anything.
         if source not in config.sources:
-            return _answer(
-                source, error_response(404, "unknown_source", f"no source named {source!r}")
-            )
+            return _answer(source, 404, _unknown_source(source))
         return json_response(200, {"status": "ok", "source": source})
 
     @app.post("/webhooks/<source>")
     def webhook(source: str) -> Response:
         g.log_fields["source"] = source
-        source_config = config.sources.get(source)
-        if source_config is None:
-            return _answer(
-                source, error_response(404, "unknown_source", f"no source named {source!r}")
-            )
+        if source not in config.sources:
+            return _answer(source, 404, _unknown_source(source))
         try:
-            return _answer(source, _receive(source))
+            return _answer(source, *_receive(source))
         except RequestEntityTooLarge:
             limit = config.server.max_body_bytes
             return _answer(
                 source,
-                error_response(413, "payload_too_large", f"body exceeds {limit} bytes"),
+                413,
+                {"error": "payload_too_large", "message": f"body exceeds {limit} bytes"},
             )
         except ApiError as exc:
-            return _answer(source, error_response(exc.status, exc.code, exc.message))
+            return _answer(source, exc.status, {"error": exc.code, "message": exc.message})
 
-    def _receive(source: str) -> Response:
+    def _receive(source: str) -> tuple[int, dict[str, Any]]:
         source_config = config.sources[source]
         provider = PROVIDERS[source_config.provider]
         body = read_body(config.server.max_body_bytes)
@@ -361,23 +361,21 @@ def create_app(config: Config, store: Store, *, ingestor: Ingestor | None = None
             ) from None
         g.log_fields.update(event_id=stored.event_id, deliveries=len(record.connectors))
         if stored.duplicate:
-            return json_response(200, {"status": "duplicate", "event_id": stored.event_id})
+            return 200, {"status": "duplicate", "event_id": stored.event_id}
         if record.status == "quarantined":
-            return json_response(
-                202, {"status": "quarantined", "event_id": stored.event_id, "reason": record.reason}
-            )
-        if record.status == "ignored":
-            return json_response(200, {"status": "ignored", "event_id": stored.event_id})
-        return json_response(200, {"status": "accepted", "event_id": stored.event_id})
+            return 202, {
+                "status": "quarantined",
+                "event_id": stored.event_id,
+                "reason": record.reason,
+            }
+        return 200, {"status": record.status, "event_id": stored.event_id}
 
-    def _answer(source: str, response: Response) -> Response:
-        answer = "error"
-        if response.is_json:
-            body = response.get_json(silent=True) or {}
-            answer = body.get("status") or body.get("error") or "error"
+    def _answer(source: str, status: int, body: dict[str, Any]) -> Response:
+        """The JSON answer, counted by source and answer (a status, or an error code)."""
+        answer = body.get("status") or body["error"]
         g.log_fields["answer"] = answer
         label = source if source in config.sources else "<unknown>"
         metrics.WEBHOOKS.labels(label, answer).inc()
-        return response
+        return json_response(status, body)
 
     return app
