@@ -26,7 +26,7 @@ import threading
 import time
 import uuid
 from collections import Counter, deque
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
@@ -349,24 +349,7 @@ class FakeHubSpot:
                     "VALIDATION_ERROR",
                 ),
             )
-        with self._lock:
-            problems = [self._upsert_problem(item) for item in inputs]
-            traced = all(item.get("objectWriteTraceId") for item in inputs)
-            if any(problems) and not (self.multi_status and traced):
-                first = next(p for p in problems if p)
-                raise _Refusal(400, first)
-            started = _now()
-            results, errors = [], []
-            for item, problem in zip(inputs, problems, strict=True):
-                if problem:
-                    problem = dict(
-                        problem, context={"objectWriteTraceId": [item["objectWriteTraceId"]]}
-                    )
-                    problem.pop("correlationId", None)
-                    errors.append(problem)
-                else:
-                    results.append(self._apply_upsert(item))
-        return _batch_answer(200, results, errors, started)
+        return self._apply_batch(inputs, self._upsert_problem, self._apply_upsert, 200)
 
     def _upsert_problem(self, item: dict[str, Any]) -> dict[str, Any] | None:
         id_property = item.get("idProperty") or "hs_object_id"
@@ -492,8 +475,18 @@ class FakeHubSpot:
 
     def _create_notes(self, body: dict[str, Any]) -> tuple[int, Any]:
         inputs = _inputs(body)
+        return self._apply_batch(inputs, self._note_problem, self._apply_note, 201)
+
+    def _apply_batch(
+        self,
+        inputs: list[dict[str, Any]],
+        problem_of: Callable[[dict[str, Any]], dict[str, Any] | None],
+        apply: Callable[[dict[str, Any]], dict[str, Any]],
+        status: int,
+    ) -> tuple[int, Any]:
+        """A batch endpoint: all-or-nothing 400, or (multi-status, traced inputs) 207 per item."""
         with self._lock:
-            problems = [self._note_problem(item) for item in inputs]
+            problems = [problem_of(item) for item in inputs]
             traced = all(item.get("objectWriteTraceId") for item in inputs)
             if any(problems) and not (self.multi_status and traced):
                 raise _Refusal(400, next(p for p in problems if p))
@@ -507,8 +500,8 @@ class FakeHubSpot:
                     problem.pop("correlationId", None)
                     errors.append(problem)
                 else:
-                    results.append(self._apply_note(item))
-        return _batch_answer(201, results, errors, started)
+                    results.append(apply(item))
+        return _batch_answer(status, results, errors, started)
 
     def _note_problem(self, item: dict[str, Any]) -> dict[str, Any] | None:
         properties = item.get("properties")
