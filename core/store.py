@@ -14,7 +14,7 @@ from __future__ import annotations
 import json
 import logging
 from collections.abc import Callable, Iterator, Sequence
-from contextlib import contextmanager
+from contextlib import contextmanager, nullcontext
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from importlib.resources import files
@@ -37,12 +37,13 @@ from sqlalchemy import (
     text,
     update,
 )
-from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.exc import DBAPIError, SQLAlchemyError
 
+from leadrelay.core.bulk_insert import BulkInsert
 from leadrelay.core.logs import fields
 from leadrelay.core.schema import LeadEvent
 from leadrelay.core.tables import attempts, connector_state, dedup_keys, deliveries, events
+from leadrelay.core.write_lock import WriteLock, WriteLockTimeout
 
 log = logging.getLogger("leadrelay.store")
 
@@ -185,6 +186,41 @@ class Store:
         self.engine = engine or make_engine(url)
         self.dialect = self.engine.dialect.name
         self._after_commit: list[Callable[[], None]] = []
+        self._write_lock = (
+            WriteLock(self.engine.url.database, SQLITE_BUSY_TIMEOUT_S)
+            if self.dialect == "sqlite"
+            else None
+        )
+        dialect = self.engine.dialect
+        self._insert_dedup_keys = BulkInsert(
+            dedup_keys,
+            ("source", "idempotency_key", "event_id", "first_seen_at"),
+            dialect,
+            suffix=(
+                "ON CONFLICT DO NOTHING RETURNING source, idempotency_key"
+                if self.dialect == "postgresql"
+                else ""
+            ),
+        )
+        self._insert_events = BulkInsert(events, _EVENT_COLUMNS, dialect)
+        self._insert_attempts = BulkInsert(
+            attempts,
+            ("delivery_id", "number", "worker", "started_at", "finished_at", "outcome", "error"),
+            dialect,
+        )
+        self._insert_deliveries = BulkInsert(
+            deliveries,
+            (
+                "event_id",
+                "connector",
+                "status",
+                "attempts",
+                "next_attempt_at",
+                "created_at",
+                "updated_at",
+            ),
+            dialect,
+        )
 
     # lifecycle
 
@@ -204,6 +240,8 @@ class Store:
 
     def close(self) -> None:
         self.engine.dispose()
+        if self._write_lock is not None:
+            self._write_lock.close()
 
     def on_commit(self, callback: Callable[[], None]) -> None:
         """Run `callback` after each ingest commit that created deliveries (wakes workers)."""
@@ -212,8 +250,13 @@ class Store:
     @contextmanager
     def _write(self) -> Iterator[Connection]:
         try:
-            with self.engine.begin() as conn:
+            with (
+                self._write_lock.held() if self._write_lock else nullcontext(),
+                self.engine.begin() as conn,
+            ):
                 yield conn
+        except WriteLockTimeout as exc:
+            raise StoreUnavailable(f"database is locked: {exc}") from exc
         except DBAPIError as exc:
             if exc.connection_invalidated or _is_unavailable(exc):
                 raise StoreUnavailable(_describe(exc)) from exc
@@ -239,86 +282,77 @@ class Store:
 
     # ingest
 
-    def _insert(self, table: Any) -> Any:
-        if self.dialect == "postgresql":
-            return postgresql.insert(table)
-        if self.dialect == "sqlite":
-            return sqlite.insert(table)
-        return insert(table)
-
     def ingest(self, records: Sequence[IncomingEvent]) -> list[IngestResult]:
-        """Store a group of events in one transaction; one result per record, in order."""
+        """Store a group of events in one transaction; one result per record, in order.
+
+        A record repeating an earlier record's (source, idempotency key), in this group or
+        in the store, is a duplicate: nothing of it is stored.
+        """
         if not records:
             return []
         now = utcnow()
-        results: list[IngestResult | None] = [None] * len(records)
         first_index: dict[tuple[str, str], int] = {}
         for i, record in enumerate(records):
             first_index.setdefault((record.source, record.idempotency_key), i)
-        candidates = sorted(set(first_index.values()))
-        with self._write() as conn:
-            stmt = (
-                self._insert(dedup_keys)
-                .values(
-                    [
-                        {
-                            "source": records[i].source,
-                            "idempotency_key": records[i].idempotency_key,
-                            "event_id": records[i].event_id,
-                            "first_seen_at": now,
-                        }
-                        for i in candidates
-                    ]
-                )
-                .on_conflict_do_nothing()
-                .returning(dedup_keys.c.source, dedup_keys.c.idempotency_key)
-            )
-            inserted = {(row.source, row.idempotency_key) for row in conn.execute(stmt)}
-            new = [
-                i for i in candidates if (records[i].source, records[i].idempotency_key) in inserted
+        unique = [records[i] for i in first_index.values()]
+        # Rows are built before taking the write lock: whatever runs while it is held
+        # keeps every other writer waiting.
+        key_rows = [
+            self._insert_dedup_keys.bind((r.source, r.idempotency_key, r.event_id, now))
+            for r in unique
+        ]
+        event_rows = [self._insert_events.bind(_event_row(r)) for r in unique]
+        delivery_rows = [
+            [
+                self._insert_deliveries.bind((r.event_id, name, "pending", 0, now, now, now))
+                for name in r.connectors
             ]
-            if new:
-                conn.execute(
-                    insert(events),
-                    [
-                        {
-                            "event_id": r.event_id,
-                            "source": r.source,
-                            "provider": r.provider,
-                            "status": r.status,
-                            "type": r.type,
-                            "provider_event": r.provider_event,
-                            "idempotency_key": r.idempotency_key,
-                            "lead_key": r.lead_key,
-                            "occurred_at": r.occurred_at,
-                            "received_at": r.received_at,
-                            "body": r.body,
-                            "headers": json.dumps(r.headers),
-                            "normalized": r.normalized,
-                            "reason": r.reason,
-                        }
-                        for r in (records[i] for i in new)
-                    ],
-                )
-                rows = [
-                    _new_delivery(records[i].event_id, name, now)
-                    for i in new
-                    for name in records[i].connectors
-                ]
+            for r in unique
+        ]
+        with self._write() as conn:
+            fresh = self._claim_keys(conn, unique, key_rows)
+            if fresh:
+                self._insert_events.execute(conn, [event_rows[n] for n in fresh])
+                rows = [row for n in fresh for row in delivery_rows[n]]
                 if rows:
-                    conn.execute(insert(deliveries), rows)
+                    self._insert_deliveries.execute(conn, rows)
                     if self.dialect == "postgresql":
                         conn.execute(
                             text("SELECT pg_notify(:channel, '')"), {"channel": NOTIFY_CHANNEL}
                         )
-            created_deliveries = any(records[i].connectors for i in new)
-        new_set = set(new)
-        for i, record in enumerate(records):
-            results[i] = IngestResult(event_id=record.event_id, duplicate=i not in new_set)
-        if created_deliveries:
+        stored = {id(unique[n]) for n in fresh}
+        if any(unique[n].connectors for n in fresh):
             for callback in self._after_commit:
                 callback()
-        return [r for r in results if r is not None]
+        return [
+            IngestResult(event_id=record.event_id, duplicate=id(record) not in stored)
+            for record in records
+        ]
+
+    def _claim_keys(
+        self, conn: Connection, records: Sequence[IncomingEvent], key_rows: Sequence[Any]
+    ) -> list[int]:
+        """Insert the records' dedup keys; returns the positions of those not there before."""
+        if self.dialect == "postgresql":
+            # Other transactions may insert the same keys concurrently: the primary key
+            # decides, and RETURNING names the rows this transaction won.
+            won = {tuple(row) for row in self._insert_dedup_keys.execute(conn, key_rows)}
+            return [n for n, r in enumerate(records) if (r.source, r.idempotency_key) in won]
+        # SQLite: this transaction holds the database's only write lock, so a key absent
+        # now stays absent until the commit. The lookup returns only the duplicates
+        # (usually none: one step), where RETURNING would step once per new row.
+        keys_by_source: dict[str, list[str]] = {}
+        for r in records:
+            keys_by_source.setdefault(r.source, []).append(r.idempotency_key)
+        existing = {
+            (source, key)
+            for source, keys in keys_by_source.items()
+            for key in conn.execute(_EXISTING_KEYS, {"source": source, "keys": keys}).scalars()
+        }
+        fresh = [n for n, r in enumerate(records) if (r.source, r.idempotency_key) not in existing]
+        if fresh:
+            self._insert_dedup_keys.execute(conn, [key_rows[n] for n in fresh])
+        return fresh
 
     # delivery queue
 
@@ -413,12 +447,17 @@ class Store:
     def complete(self, worker: str, updates: Sequence[DeliveryUpdate], now: datetime) -> int:
         """Record the outcome of claimed deliveries; returns how many this worker still held.
 
-        One statement per kind for the whole batch (built once, executed with many
-        parameter sets): a statement per delivery made recording a batch of 100 cost more
-        than sending it.
+        One UPDATE per distinct outcome (a batch that all went through is one statement)
+        and one multi-row INSERT of attempts: a statement per delivery made recording a
+        batch of 100 cost more than sending it.
         """
         if not updates:
             return 0
+        same_outcome: dict[tuple[Any, ...], list[int]] = {}
+        for u in updates:
+            finished_at = now if u.status in ("delivered", "skipped", "dead") else None
+            key = (u.status, u.attempts, u.next_attempt_at, u.last_error, finished_at)
+            same_outcome.setdefault(key, []).append(u.id)
         with self._write() as conn:
             # Locked on PostgreSQL, so a worker re-claiming an expired lease waits for us.
             held = set(
@@ -431,34 +470,34 @@ class Store:
                     .with_for_update()
                 ).scalars()
             )
-            outcomes = [
-                {
-                    "b_id": u.id,
-                    "b_worker": worker,
-                    "b_status": u.status,
-                    "b_attempts": u.attempts,
-                    "b_next_attempt_at": u.next_attempt_at,
-                    "b_last_error": u.last_error,
-                    "b_now": now,
-                    "b_finished_at": now if u.status in ("delivered", "skipped", "dead") else None,
-                }
-                for u in updates
-                if u.id in held
-            ]
-            if outcomes:
-                conn.execute(_RECORD_OUTCOME, outcomes)
-            conn.execute(
-                insert(attempts),
-                [
+            for (status, tries, next_at, error, finished_at), ids in same_outcome.items():
+                conn.execute(
+                    _RECORD_OUTCOME,
                     {
-                        "delivery_id": u.id,
-                        "number": u.attempt_number,
-                        "worker": worker,
-                        "started_at": u.started_at,
-                        "finished_at": now,
-                        "outcome": u.outcome if u.id in held else "lost_lease",
-                        "error": u.last_error if u.outcome != "delivered" else None,
-                    }
+                        "b_ids": ids,
+                        "b_worker": worker,
+                        "b_status": status,
+                        "b_attempts": tries,
+                        "b_next_attempt_at": next_at,
+                        "b_last_error": error,
+                        "b_now": now,
+                        "b_finished_at": finished_at,
+                    },
+                )
+            self._insert_attempts.execute(
+                conn,
+                [
+                    self._insert_attempts.bind(
+                        (
+                            u.id,
+                            u.attempt_number,
+                            worker,
+                            u.started_at,
+                            now,
+                            u.outcome if u.id in held else "lost_lease",
+                            u.last_error if u.outcome != "delivered" else None,
+                        )
+                    )
                     for u in updates
                 ],
             )
@@ -710,7 +749,10 @@ class Store:
 # The outcome of one leased delivery; executed with one parameter set per delivery.
 _RECORD_OUTCOME = (
     update(deliveries)
-    .where(deliveries.c.id == bindparam("b_id"), deliveries.c.lease_owner == bindparam("b_worker"))
+    .where(
+        deliveries.c.id.in_(bindparam("b_ids", expanding=True)),
+        deliveries.c.lease_owner == bindparam("b_worker"),
+    )
     .values(
         status=bindparam("b_status"),
         attempts=bindparam("b_attempts"),
@@ -724,16 +766,47 @@ _RECORD_OUTCOME = (
 )
 
 
-def _new_delivery(event_id: str, connector: str, now: datetime) -> dict[str, Any]:
-    return {
-        "event_id": event_id,
-        "connector": connector,
-        "status": "pending",
-        "attempts": 0,
-        "next_attempt_at": now,
-        "created_at": now,
-        "updated_at": now,
-    }
+_EVENT_COLUMNS = (
+    "event_id",
+    "source",
+    "provider",
+    "status",
+    "type",
+    "provider_event",
+    "idempotency_key",
+    "lead_key",
+    "occurred_at",
+    "received_at",
+    "body",
+    "headers",
+    "normalized",
+    "reason",
+)
+
+# Per source, so SQLite searches the primary key (a (source, key) IN (VALUES ...) scans).
+_EXISTING_KEYS = select(dedup_keys.c.idempotency_key).where(
+    dedup_keys.c.source == bindparam("source"),
+    dedup_keys.c.idempotency_key.in_(bindparam("keys", expanding=True)),
+)
+
+
+def _event_row(r: IncomingEvent) -> tuple[Any, ...]:
+    return (
+        r.event_id,
+        r.source,
+        r.provider,
+        r.status,
+        r.type,
+        r.provider_event,
+        r.idempotency_key,
+        r.lead_key,
+        r.occurred_at,
+        r.received_at,
+        r.body,
+        json.dumps(r.headers),
+        r.normalized,
+        r.reason,
+    )
 
 
 def load_lead_event(normalized: str, body: bytes) -> LeadEvent:

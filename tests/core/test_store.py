@@ -290,3 +290,21 @@ def test_group_commit_shared_failure_fails_the_whole_group() -> None:
     for value in range(3):
         with pytest.raises(Down):
             committer.submit(value)
+
+
+def test_a_group_larger_than_one_statement_is_stored_whole(store: Store) -> None:
+    # 700 events with two deliveries each take several multi-row statements per table;
+    # the first 50 were stored before, so they come back as duplicates.
+    store.ingest([record(n) for n in range(50)])
+    group = [record(n, connectors=("rec", "other")) for n in range(700)]
+
+    results = store.ingest(group)
+
+    assert [r.duplicate for r in results] == [True] * 50 + [False] * 650
+    assert dedup_key_count(store) == 700
+    events = store.list_events(EventFilter(limit=1000))
+    assert len(events) == 700
+    stored = {e["event_id"]: e for e in events}["evt_test_699"]
+    assert stored["received_at"] == group[699].received_at
+    deliveries = store.list_deliveries(DeliveryFilter(limit=2000))
+    assert len(deliveries) == 50 + 650 * 2
