@@ -53,6 +53,7 @@ import html
 import json
 import re
 from collections.abc import Callable, Iterator, Mapping, Sequence
+from contextlib import suppress
 from dataclasses import dataclass, field
 from datetime import UTC
 from importlib.metadata import version
@@ -76,6 +77,7 @@ from leadrelay.connectors.base import (
     parse_retry_after,
     scrub,
 )
+from leadrelay.connectors.pacing import Pacer
 from leadrelay.core.schema import Lead, LeadEvent
 
 DEFAULT_BASE_URL = "https://api.hubapi.com"
@@ -108,6 +110,7 @@ _SPLITTABLE_STATUSES = frozenset({400, 409, 413, 422})
 # HubSpot's rolling window is ten seconds; the daily limit resets at midnight in the
 # account's time zone, which the API does not tell us, so it is polled hourly.
 _DEFAULT_RATE_LIMIT_WAIT = 10.0
+_ROLLING_WINDOW_PARTS = 10
 _DAILY_LIMIT_WAIT = 3600.0
 _LOCKED_WAIT = 2.0  # HubSpot: "Locks will last for 2 seconds"
 _ERROR_TEXT_LIMIT = 1000
@@ -298,6 +301,7 @@ class HubSpotConnector(Connector[HubSpotOptions]):
         self._contacts_batch = hs_contacts.BatchApi(self._contacts_client)
         self._contacts_basic = hs_contacts.BasicApi(self._contacts_client)
         self._notes_batch = hs_notes.BatchApi(self._notes_client)
+        self.pacer = Pacer()
 
     def _configure(self, config: Any) -> Any:
         config.host = self.options.base_url
@@ -821,10 +825,13 @@ class HubSpotConnector(Connector[HubSpotOptions]):
         Raises _StopSending for network failures: nothing reached HubSpot, and nothing will
         for the rest of this send.
         """
+        self.pacer.wait()
         try:
             response = request(_preload_content=False, _request_timeout=self.options.timeout)
         except _API_ERRORS as error:
-            return _Reply(error.status or 0, _parse_body(error.body), _lower(error.headers))
+            reply = _Reply(error.status or 0, _parse_body(error.body), _lower(error.headers))
+            self._note_budget(reply.headers)
+            return reply
         except AttributeError as error:
             # The SDK turns a TLS failure into ApiException(status=0, body=None), then
             # crashes calling body.decode(); the ApiException is the context.
@@ -842,7 +849,18 @@ class HubSpotConnector(Connector[HubSpotOptions]):
             raise _StopSending(Retryable(self._network_text(error))) from None
         finally:
             response.release_conn()
-        return _Reply(response.status, _parse_body(data), _lower(response.headers))
+        reply = _Reply(response.status, _parse_body(data), _lower(response.headers))
+        self._note_budget(reply.headers)
+        return reply
+
+    def _note_budget(self, headers: Mapping[str, str]) -> None:
+        # An answer without the headers (or with unreadable ones) leaves the pace as it was.
+        with suppress(KeyError, ValueError):
+            self.pacer.note(
+                int(headers["x-hubspot-ratelimit-remaining"]),
+                int(headers["x-hubspot-ratelimit-max"]),
+                float(headers["x-hubspot-ratelimit-interval-milliseconds"]) / 1000,
+            )
 
     def _network_text(self, error: BaseException) -> str:
         where = f"HubSpot at {self.options.base_url}"
@@ -1033,7 +1051,9 @@ def _rate_limit_wait(reply: _Reply) -> tuple[float, str]:
     interval = headers.get("x-hubspot-ratelimit-interval-milliseconds")
     if interval and headers.get("x-hubspot-ratelimit-remaining", "0") == "0":
         try:
-            return max(0.0, float(interval) / 1000), (
+            # The window rolls: capacity comes back continuously as old calls age out, so
+            # a tenth of it (1 s of HubSpot's 10 s) is waited, not the whole window.
+            return max(0.0, float(interval) / 1000 / _ROLLING_WINDOW_PARTS), (
                 f"HubSpot rate limit {policy or 'per interval'} "
                 f"({headers.get('x-hubspot-ratelimit-max', '?')} requests per {interval} ms)"
             )

@@ -78,6 +78,7 @@ def connector(base_url: str, **overrides: Any) -> HubSpotConnector:
 @pytest.fixture
 def crm(server: RunningServer) -> Iterator[HubSpotConnector]:
     hubspot = connector(server.base_url)
+    hubspot.pacer.sleep = lambda _seconds: None  # the pacing tests record the pauses instead
     yield hubspot
     hubspot.close()
 
@@ -305,7 +306,8 @@ def test_429_waits_as_the_rate_limit_headers_say(crm: HubSpotConnector, fake: Fa
 
     assert isinstance(first, Delivered)
     assert all(isinstance(o, RateLimited) for o in outcomes)
-    assert outcomes[0].retry_after == 60.0  # type: ignore[union-attr]
+    # A tenth of the rolling window: capacity comes back as old calls age out.
+    assert outcomes[0].retry_after == 6.0  # type: ignore[union-attr]
     assert "TEN_SECONDLY_ROLLING" in outcomes[0].error  # type: ignore[union-attr]
     assert "You have reached your ten_secondly_rolling limit." in outcomes[0].error  # type: ignore[union-attr]
 
@@ -340,9 +342,9 @@ def test_daily_limit_waits_an_hour(crm: HubSpotConnector, fake: FakeHubSpot) -> 
                 "x-hubspot-ratelimit-remaining": "0",
             },
             {},
-            10.0,
+            1.0,
         ),
-        ({"x-hubspot-ratelimit-interval-milliseconds": "1000"}, {}, 1.0),
+        ({"x-hubspot-ratelimit-interval-milliseconds": "1000"}, {}, 0.1),
         ({}, {"policyName": "SECONDLY"}, 1.0),
         ({"x-hubspot-ratelimit-daily-remaining": "0"}, {}, 3600.0),
     ],
@@ -352,6 +354,40 @@ def test_rate_limit_wait_reads_each_header(
 ) -> None:
     delay, _ = _rate_limit_wait(_Reply(429, body, headers))
     assert delay == expected
+
+
+def test_calls_are_spaced_out_once_the_window_runs_low(
+    crm: HubSpotConnector, fake: FakeHubSpot
+) -> None:
+    # 40 per 10 s, a reserve of 2 calls: the 38th answer leaves 2, so the 39th and 40th
+    # calls wait the limit's average gap (10 s / 40) first, and none is refused.
+    fake.rate_limit = RateLimit(max_requests=40, window_ms=10_000)
+    pauses: list[float] = []
+    crm.pacer.sleep = pauses.append
+    outcomes = [crm.send([make_event(email=f"lead{n}@example.com")])[0] for n in range(40)]
+
+    assert all(isinstance(o, Delivered) for o in outcomes)
+    assert pauses == [0.25, 0.25]
+
+
+def test_pacing_stops_once_the_window_has_room_again(crm: HubSpotConnector) -> None:
+    pauses: list[float] = []
+    crm.pacer.sleep = pauses.append
+    crm.pacer.note(remaining=1, maximum=100, window_s=10.0)
+    crm.pacer.wait()
+    crm.pacer.note(remaining=50, maximum=100, window_s=10.0)
+    crm.pacer.wait()
+
+    assert pauses == [0.1]
+
+
+def test_a_long_gap_is_capped(crm: HubSpotConnector) -> None:
+    pauses: list[float] = []
+    crm.pacer.sleep = pauses.append
+    crm.pacer.note(remaining=0, maximum=1, window_s=60.0)
+    crm.pacer.wait()
+
+    assert pauses == [1.0]
 
 
 def test_a_429_stops_the_rest_of_the_batch_including_notes(
