@@ -294,7 +294,8 @@ class Store:
         first_index: dict[tuple[str, str], int] = {}
         for i, record in enumerate(records):
             first_index.setdefault((record.source, record.idempotency_key), i)
-        unique = [records[i] for i in first_index.values()]
+        unique_at = list(first_index.values())
+        unique = [records[i] for i in unique_at]
         # Rows are built before taking the write lock: whatever runs while it is held
         # keeps every other writer waiting.
         key_rows = [
@@ -320,13 +321,13 @@ class Store:
                         conn.execute(
                             text("SELECT pg_notify(:channel, '')"), {"channel": NOTIFY_CHANNEL}
                         )
-        stored = {id(unique[n]) for n in fresh}
+        stored = {unique_at[n] for n in fresh}
         if any(unique[n].connectors for n in fresh):
             for callback in self._after_commit:
                 callback()
         return [
-            IngestResult(event_id=record.event_id, duplicate=id(record) not in stored)
-            for record in records
+            IngestResult(event_id=record.event_id, duplicate=i not in stored)
+            for i, record in enumerate(records)
         ]
 
     def _claim_keys(
@@ -746,7 +747,7 @@ class Store:
         }
 
 
-# The outcome of one leased delivery; executed with one parameter set per delivery.
+# One outcome for the leased deliveries `b_ids` that `b_worker` still holds.
 _RECORD_OUTCOME = (
     update(deliveries)
     .where(

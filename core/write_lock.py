@@ -17,6 +17,7 @@ import logging
 import os
 import threading
 import time
+import weakref
 from collections.abc import Iterator
 from contextlib import contextmanager
 
@@ -35,17 +36,23 @@ class WriteLock:
     def __init__(self, database_path: str | None, timeout_s: float) -> None:
         self._lock_path = f"{database_path}-writer.lock" if database_path else None
         self._timeout_s = timeout_s
-        self._pid = -1
         self._thread_lock = threading.Lock()
         self._fd: int | None = None
+        self._opened = False
+        # An flock belongs to an open file, which a fork shares: a child must open its own
+        # (and needs a fresh thread lock, in case a thread held this one at the fork).
+        # Reset in the child before any of its threads exist, so no two can race on it.
+        me = weakref.ref(self)
+        os.register_at_fork(after_in_child=lambda: _reset_in_child(me))
 
     @contextmanager
     def held(self) -> Iterator[None]:
         deadline = time.monotonic() + self._timeout_s
-        self._after_fork()
         if not self._thread_lock.acquire(timeout=self._timeout_s):
             raise WriteLockTimeout("another writer in this process held the database")
         try:
+            if not self._opened:
+                self._open()
             fd = self._fd
             if fd is not None:
                 _flock_until(fd, deadline)
@@ -58,19 +65,15 @@ class WriteLock:
             self._thread_lock.release()
 
     def close(self) -> None:
-        if self._fd is not None and self._pid == os.getpid():
-            os.close(self._fd)
-        self._fd = None
-        self._pid = -1
+        with self._thread_lock:
+            if self._fd is not None:
+                os.close(self._fd)
+            self._fd = None
+            self._opened = False
 
-    def _after_fork(self) -> None:
-        # An flock belongs to an open file, which a fork shares: each process needs its own
-        # (and a fresh thread lock, in case the fork happened while a thread held it).
-        if self._pid == os.getpid():
-            return
-        self._pid = os.getpid()
-        self._thread_lock = threading.Lock()
-        self._fd = None
+    def _open(self) -> None:
+        # Called holding the thread lock: one thread opens, the others find it open.
+        self._opened = True
         if self._lock_path is None:
             return
         try:
@@ -79,6 +82,18 @@ class WriteLock:
             # Without the file, writers from several processes still exclude each other
             # through SQLite itself, only with its slower busy-wait.
             log.warning("cannot open the write lock file: %s", exc.strerror)
+
+
+def _reset_in_child(ref: weakref.ref[WriteLock]) -> None:
+    lock = ref()
+    if lock is None:
+        return
+    if lock._fd is not None:
+        # Closing the child's copy leaves the parent's lock, if held, with the parent.
+        os.close(lock._fd)
+    lock._thread_lock = threading.Lock()
+    lock._fd = None
+    lock._opened = False
 
 
 def _flock_until(fd: int, deadline: float) -> None:

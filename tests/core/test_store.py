@@ -156,6 +156,14 @@ def test_group_ingest_answers_each_record_in_order(store: Store) -> None:
     assert len(store.list_deliveries(DeliveryFilter())) == 3
 
 
+def test_one_record_twice_in_a_group_is_stored_once(store: Store) -> None:
+    same = record(1)
+
+    results = store.ingest([same, same])
+
+    assert [r.duplicate for r in results] == [False, True]
+
+
 def test_same_key_from_another_source_is_another_event(store: Store) -> None:
     other = replace(record(1), source="open", event_id="evt_test_other")
 
