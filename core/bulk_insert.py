@@ -18,6 +18,7 @@ from typing import Any
 
 from sqlalchemy import Connection, Table
 from sqlalchemy.engine import Dialect
+from sqlalchemy.exc import DBAPIError
 
 # Bound parameters per statement: SQLite's compiled-in minimum limit (999) everywhere, so
 # no build of SQLite or PostgreSQL (65,535) refuses a statement.
@@ -32,7 +33,8 @@ class BulkInsert:
     ) -> None:
         self.columns = tuple(columns)
         self._processors: list[Callable[[Any], Any] | None] = [
-            table.c[name].type.bind_processor(dialect) for name in self.columns
+            table.c[name].type.dialect_impl(dialect).bind_processor(dialect)
+            for name in self.columns
         ]
         placeholder = "?" if dialect.paramstyle == "qmark" else "%s"
         row = "(" + ", ".join([placeholder] * len(self.columns)) + ")"
@@ -60,7 +62,26 @@ class BulkInsert:
         for start in range(0, len(rows), self.rows_per_statement):
             chunk = rows[start : start + self.rows_per_statement]
             params = tuple(chain.from_iterable(chunk))
-            result = conn.exec_driver_sql(self._sql(len(chunk)), params)
-            if result.returns_rows:
-                returned.extend(result)
+            returned.extend(driver_execute(conn, self._sql(len(chunk)), params))
         return returned
+
+
+def driver_execute(conn: Connection, sql: str, params: tuple[Any, ...]) -> list[Any]:
+    """Run `sql` on the DBAPI cursor of `conn`'s transaction; the rows it returns.
+
+    The group commit's leader runs these statements while every other writer waits, and
+    SQLAlchemy's execution path (events, execution context, result wrapping) cost more
+    CPU there than SQLite's own work on a small group. Errors come out as SQLAlchemy's
+    DBAPIError, as they would from `conn.execute`.
+    """
+    dialect = conn.dialect
+    cursor = conn.connection.cursor()
+    try:
+        cursor.execute(sql, params)
+        return cursor.fetchall() if cursor.description else []
+    except dialect.loaded_dbapi.Error as exc:
+        raise DBAPIError.instance(
+            sql, params, exc, dialect.loaded_dbapi.Error, dialect=dialect
+        ) from exc
+    finally:
+        cursor.close()

@@ -13,6 +13,7 @@ import json
 import logging
 import re
 import time
+from collections.abc import Sequence
 from datetime import datetime
 from typing import Any
 
@@ -30,6 +31,7 @@ from leadrelay.core.schema import event_id_for
 from leadrelay.core.store import (
     IncomingEvent,
     IngestResult,
+    PreparedEvent,
     Store,
     StoreUnavailable,
     dump_normalized,
@@ -40,7 +42,6 @@ log = logging.getLogger("leadrelay.receiver")
 
 # Request headers kept with the event (for re-parsing, e.g. LeadShark's X-Webhook-Event).
 # Anything that may carry a credential is left out.
-_KEPT_HEADER_PREFIX = "x-"
 _NEVER_KEPT = ("signature", "auth", "token", "secret", "key", "cookie", "password")
 _MAX_KEPT_HEADER = 256
 
@@ -108,12 +109,15 @@ def read_body(limit: int) -> bytes:
     return body
 
 
-def kept_headers(headers: Any) -> dict[str, str]:
+def kept_headers(environ: dict[str, Any]) -> dict[str, str]:
+    """The request's X- headers, read from the WSGI environ (named as Werkzeug names them)."""
     kept = {}
-    for name, value in headers.items():
-        lowered = name.lower()
-        if lowered.startswith(_KEPT_HEADER_PREFIX) and not any(w in lowered for w in _NEVER_KEPT):
-            kept[name] = value[:_MAX_KEPT_HEADER]
+    for key, value in environ.items():
+        if key.startswith("HTTP_X_"):
+            name = key[5:].replace("_", "-").title()
+            lowered = name.lower()
+            if not any(word in lowered for word in _NEVER_KEPT):
+                kept[name] = value[:_MAX_KEPT_HEADER]
     return kept
 
 
@@ -150,13 +154,18 @@ class Ingestor:
     def __init__(self, config: Config, store: Store) -> None:
         self.config = config
         self.store = store
-        self.committer: GroupCommitter[IncomingEvent, IngestResult] = GroupCommitter(
+        self.committer: GroupCommitter[PreparedEvent, IngestResult] = GroupCommitter(
             self._commit, shared_failure=lambda exc: isinstance(exc, StoreUnavailable)
         )
 
-    def _commit(self, records: Any) -> list[IngestResult]:
+    def submit(self, record: IncomingEvent) -> IngestResult:
+        """Commit one record (in a group with whatever else is waiting); raises
+        StoreUnavailable when it cannot be stored now."""
+        return self.committer.submit(self.store.prepare(record))
+
+    def _commit(self, records: Sequence[PreparedEvent]) -> list[IngestResult]:
         metrics.INGEST_GROUP_SIZE.observe(len(records))
-        return self.store.ingest(records)
+        return self.store.ingest_prepared(records)
 
     def record_for(
         self,
@@ -349,11 +358,11 @@ def create_app(config: Config, store: Store, *, ingestor: Ingestor | None = None
             provider=provider.name,
             result=result,
             body=body,
-            headers=kept_headers(request.headers),
+            headers=kept_headers(request.environ),
             received_at=received_at,
         )
         try:
-            stored = ingestor.committer.submit(record)
+            stored = ingestor.submit(record)
         except StoreUnavailable as exc:
             log.error("store unavailable", extra=fields(source=source, error=str(exc)))
             raise ApiError(

@@ -17,8 +17,9 @@ from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager, nullcontext
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
+from functools import lru_cache
 from importlib.resources import files
-from typing import Any
+from typing import Any, NamedTuple
 
 from pydantic import ValidationError
 from sqlalchemy import (
@@ -39,7 +40,7 @@ from sqlalchemy import (
 )
 from sqlalchemy.exc import DBAPIError, SQLAlchemyError
 
-from leadrelay.core.bulk_insert import BulkInsert
+from leadrelay.core.bulk_insert import MAX_PARAMETERS, BulkInsert, driver_execute
 from leadrelay.core.logs import fields
 from leadrelay.core.schema import LeadEvent
 from leadrelay.core.tables import attempts, connector_state, dedup_keys, deliveries, events
@@ -81,6 +82,17 @@ class IncomingEvent:
     normalized: str | None = None
     reason: str | None = None
     connectors: tuple[str, ...] = ()
+
+
+class PreparedEvent(NamedTuple):
+    """An IncomingEvent as driver-ready rows (`Store.prepare`)."""
+
+    source: str
+    idempotency_key: str
+    event_id: str
+    key_row: tuple[Any, ...]
+    event_row: tuple[Any, ...]
+    delivery_rows: tuple[tuple[Any, ...], ...]
 
 
 @dataclass(frozen=True)
@@ -247,6 +259,11 @@ class Store:
         """Run `callback` after each ingest commit that created deliveries (wakes workers)."""
         self._after_commit.append(callback)
 
+    def _wake_workers(self) -> None:
+        """Run the `on_commit` callbacks: new deliveries were committed."""
+        for callback in self._after_commit:
+            callback()
+
     @contextmanager
     def _write(self) -> Iterator[Connection]:
         try:
@@ -288,33 +305,44 @@ class Store:
         A record repeating an earlier record's (source, idempotency key), in this group or
         in the store, is a duplicate: nothing of it is stored.
         """
+        now = utcnow()
+        return self.ingest_prepared([self.prepare(record, now) for record in records])
+
+    def prepare(self, record: IncomingEvent, now: datetime | None = None) -> PreparedEvent:
+        """`record` as the rows `ingest_prepared` inserts, ready for the driver.
+
+        The receiver calls this in the request's own thread, before the group commit:
+        whatever runs while the write lock is held keeps every other writer waiting.
+        """
+        now = now or utcnow()
+        return PreparedEvent(
+            source=record.source,
+            idempotency_key=record.idempotency_key,
+            event_id=record.event_id,
+            key_row=self._insert_dedup_keys.bind(
+                (record.source, record.idempotency_key, record.event_id, now)
+            ),
+            event_row=self._insert_events.bind(_event_row(record)),
+            delivery_rows=tuple(
+                self._insert_deliveries.bind((record.event_id, name, "pending", 0, now, now, now))
+                for name in record.connectors
+            ),
+        )
+
+    def ingest_prepared(self, records: Sequence[PreparedEvent]) -> list[IngestResult]:
+        """`ingest` for records made by `prepare`."""
         if not records:
             return []
-        now = utcnow()
         first_index: dict[tuple[str, str], int] = {}
         for i, record in enumerate(records):
             first_index.setdefault((record.source, record.idempotency_key), i)
         unique_at = list(first_index.values())
         unique = [records[i] for i in unique_at]
-        # Rows are built before taking the write lock: whatever runs while it is held
-        # keeps every other writer waiting.
-        key_rows = [
-            self._insert_dedup_keys.bind((r.source, r.idempotency_key, r.event_id, now))
-            for r in unique
-        ]
-        event_rows = [self._insert_events.bind(_event_row(r)) for r in unique]
-        delivery_rows = [
-            [
-                self._insert_deliveries.bind((r.event_id, name, "pending", 0, now, now, now))
-                for name in r.connectors
-            ]
-            for r in unique
-        ]
         with self._write() as conn:
-            fresh = self._claim_keys(conn, unique, key_rows)
+            fresh = self._claim_keys(conn, unique)
             if fresh:
-                self._insert_events.execute(conn, [event_rows[n] for n in fresh])
-                rows = [row for n in fresh for row in delivery_rows[n]]
+                self._insert_events.execute(conn, [unique[n].event_row for n in fresh])
+                rows = [row for n in fresh for row in unique[n].delivery_rows]
                 if rows:
                     self._insert_deliveries.execute(conn, rows)
                     if self.dialect == "postgresql":
@@ -322,18 +350,16 @@ class Store:
                             text("SELECT pg_notify(:channel, '')"), {"channel": NOTIFY_CHANNEL}
                         )
         stored = {unique_at[n] for n in fresh}
-        if any(unique[n].connectors for n in fresh):
-            for callback in self._after_commit:
-                callback()
+        if any(unique[n].delivery_rows for n in fresh):
+            self._wake_workers()
         return [
             IngestResult(event_id=record.event_id, duplicate=i not in stored)
             for i, record in enumerate(records)
         ]
 
-    def _claim_keys(
-        self, conn: Connection, records: Sequence[IncomingEvent], key_rows: Sequence[Any]
-    ) -> list[int]:
+    def _claim_keys(self, conn: Connection, records: Sequence[PreparedEvent]) -> list[int]:
         """Insert the records' dedup keys; returns the positions of those not there before."""
+        key_rows = [r.key_row for r in records]
         if self.dialect == "postgresql":
             # Other transactions may insert the same keys concurrently: the primary key
             # decides, and RETURNING names the rows this transaction won.
@@ -346,9 +372,14 @@ class Store:
         for r in records:
             keys_by_source.setdefault(r.source, []).append(r.idempotency_key)
         existing = {
-            (source, key)
+            (source, row[0])
             for source, keys in keys_by_source.items()
-            for key in conn.execute(_EXISTING_KEYS, {"source": source, "keys": keys}).scalars()
+            for start in range(0, len(keys), _KEYS_PER_LOOKUP)
+            for row in driver_execute(
+                conn,
+                _existing_keys_sql(len(keys[start : start + _KEYS_PER_LOOKUP])),
+                (source, *keys[start : start + _KEYS_PER_LOOKUP]),
+            )
         }
         fresh = [n for n, r in enumerate(records) if (r.source, r.idempotency_key) not in existing]
         if fresh:
@@ -684,8 +715,7 @@ class Store:
             if result.rowcount and self.dialect == "postgresql":
                 conn.execute(text("SELECT pg_notify(:channel, '')"), {"channel": NOTIFY_CHANNEL})
         if result.rowcount:
-            for callback in self._after_commit:
-                callback()
+            self._wake_workers()
         return result.rowcount
 
     def resolve_quarantined(self, event_id: str, record: IncomingEvent) -> IngestResult:
@@ -784,11 +814,17 @@ _EVENT_COLUMNS = (
     "reason",
 )
 
-# Per source, so SQLite searches the primary key (a (source, key) IN (VALUES ...) scans).
-_EXISTING_KEYS = select(dedup_keys.c.idempotency_key).where(
-    dedup_keys.c.source == bindparam("source"),
-    dedup_keys.c.idempotency_key.in_(bindparam("keys", expanding=True)),
-)
+
+_KEYS_PER_LOOKUP = MAX_PARAMETERS - 1
+
+
+@lru_cache(maxsize=64)
+def _existing_keys_sql(count: int) -> str:
+    # Per source, so SQLite searches the primary key (a (source, key) IN (VALUES ...) scans).
+    keys = ", ".join(["?"] * count)
+    return (
+        f"SELECT idempotency_key FROM dedup_keys WHERE source = ? AND idempotency_key IN ({keys})"  # noqa: S608
+    )
 
 
 def _event_row(r: IncomingEvent) -> tuple[Any, ...]:

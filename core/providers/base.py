@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import hashlib
 import hmac
+import re
 from abc import ABC, abstractmethod
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
@@ -16,6 +17,8 @@ from datetime import datetime
 from typing import Any, ClassVar
 
 from leadrelay.core.schema import EventType, LeadEvent
+
+_HEX_DIGEST = re.compile("[0-9a-f]{64}")
 
 
 class SignatureError(Exception):
@@ -130,7 +133,7 @@ class Provider(ABC):
                 "malformed", f"{self.signature_header} must look like {prefix}<hex digest>"
             )
         digest = presented[len(prefix) :]
-        if len(digest) != 64 or any(c not in "0123456789abcdef" for c in digest):
+        if not _HEX_DIGEST.fullmatch(digest):
             raise SignatureError(
                 "malformed",
                 f"{self.signature_header} must carry a 64-character lower-case hex digest",

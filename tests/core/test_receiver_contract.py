@@ -431,7 +431,7 @@ def test_unexpected_failure_is_a_json_500_without_internals(
     def broken_ingest(_records: object) -> None:
         raise RuntimeError("internal detail /srv/secret/path")
 
-    monkeypatch.setattr(store, "ingest", broken_ingest)
+    monkeypatch.setattr(store, "ingest_prepared", broken_ingest)
 
     response = post_signed(client, "gitleads", fixture_body("gitleads", "lead.created.json"))
 

@@ -6,12 +6,12 @@ import threading
 from collections.abc import Iterator, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import replace
-from datetime import timedelta
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import pytest
 from flask.testing import FlaskClient
-from sqlalchemy import func, inspect, select
+from sqlalchemy import func, inspect, select, update
 from sqlalchemy.exc import IntegrityError
 
 from leadrelay.core.group_commit import GroupCommitter
@@ -24,7 +24,7 @@ from leadrelay.core.store import (
     Store,
     utcnow,
 )
-from leadrelay.core.tables import dedup_keys
+from leadrelay.core.tables import dedup_keys, events
 from tests.conftest import gitleads_body, make_config, migrated_store, signed_headers
 
 RETENTION = timedelta(days=30)
@@ -301,18 +301,41 @@ def test_group_commit_shared_failure_fails_the_whole_group() -> None:
 
 
 def test_a_group_larger_than_one_statement_is_stored_whole(store: Store) -> None:
-    # 700 events with two deliveries each take several multi-row statements per table;
-    # the first 50 were stored before, so they come back as duplicates.
-    store.ingest([record(n) for n in range(50)])
-    group = [record(n, connectors=("rec", "other")) for n in range(700)]
+    # 1,200 events with two deliveries each take several multi-row statements per table
+    # and two dedup lookups on SQLite; events stored before, at the start and the end of
+    # the group, come back as duplicates.
+    before = [*range(50), *range(1150, 1200)]
+    store.ingest([record(n) for n in before])
+    group = [record(n, connectors=("rec", "other")) for n in range(1200)]
 
     results = store.ingest(group)
 
-    assert [r.duplicate for r in results] == [True] * 50 + [False] * 650
-    assert dedup_key_count(store) == 700
-    events = store.list_events(EventFilter(limit=1000))
-    assert len(events) == 700
-    stored = {e["event_id"]: e for e in events}["evt_test_699"]
-    assert stored["received_at"] == group[699].received_at
-    deliveries = store.list_deliveries(DeliveryFilter(limit=2000))
-    assert len(deliveries) == 50 + 650 * 2
+    assert [r.duplicate for r in results] == [True] * 50 + [False] * 1100 + [True] * 50
+    assert dedup_key_count(store) == 1200
+    events = store.list_events(EventFilter(limit=2000))
+    assert len(events) == 1200
+    stored = {e["event_id"]: e for e in events}["evt_test_1149"]
+    assert stored["received_at"] == group[1149].received_at
+    deliveries = store.list_deliveries(DeliveryFilter(limit=5000))
+    assert len(deliveries) == 100 + 1100 * 2
+
+
+def test_bulk_inserted_times_are_stored_in_the_same_text_as_other_writes(
+    sqlite_url: str,
+) -> None:
+    # SQLite keeps datetimes as text, compared as text: the ingest's multi-row inserts
+    # must write the format SQLAlchemy writes elsewhere, also for a time on a whole second
+    # (the driver's own adapter would drop the ".000000").
+    on_the_second = datetime(2026, 1, 2, 3, 4, 5, tzinfo=UTC)
+    event = replace(record(1), received_at=on_the_second)
+
+    store = migrated_store(sqlite_url)
+    try:
+        store.ingest([event])
+        with store.engine.begin() as conn:
+            stored = conn.exec_driver_sql("SELECT received_at FROM events").scalar_one()
+            conn.execute(update(events).values(occurred_at=on_the_second))
+            written_by_core = conn.exec_driver_sql("SELECT occurred_at FROM events").scalar_one()
+    finally:
+        store.close()
+    assert stored == written_by_core == "2026-01-02 03:04:05.000000"
