@@ -30,9 +30,7 @@ def attach(log: logging.Logger, stream: object) -> LineHandler:
     return handler
 
 
-def test_a_record_is_one_json_line_with_its_fields(
-    logger: logging.Logger, tmp_path: Path
-) -> None:
+def test_a_record_is_one_json_line_with_its_fields(logger: logging.Logger, tmp_path: Path) -> None:
     path = tmp_path / "log"
     with path.open("w") as stream:
         attach(logger, stream)
