@@ -154,6 +154,9 @@ def parse_retry_after(value: str | None, default: float = 1.0) -> float:
         return default
 
 
+# What a secret is shown as: pydantic's SecretStr mask, so every output masks alike.
+MASK = str(SecretStr("secret"))
+
 _SECRETISH = re.compile(
     r"(?i)(bearer\s+|token=|access_token=|sessionid=|password=|xox[abposr]-)[^\s&\"']+"
 )
@@ -164,5 +167,5 @@ def scrub(text: str, *secrets: str | SecretStr | None) -> str:
     for secret in secrets:
         value = secret.get_secret_value() if isinstance(secret, SecretStr) else secret
         if value:
-            text = text.replace(value, "**********")
-    return _SECRETISH.sub(lambda m: m.group(1) + "**********", text)
+            text = text.replace(value, MASK)
+    return _SECRETISH.sub(lambda m: m.group(1) + MASK, text)

@@ -29,10 +29,11 @@ Outcomes (following the Standard Webhooks "delivery success and failure" section
 - 408, other 5xx, timeouts, connection and TLS errors: Retryable.
 - Any other 4xx: Permanent with the status and the first 500 characters of the body.
 
-Every error text is scrubbed of the signing secrets, the custom header values and the
-URL's path and query (capability URLs such as Zapier hooks carry their secret there).
-The URL is otherwise shown as configured (repr, preview); credentials belong in
-`headers`, whose values are all treated as secrets, and `user:password@` URLs are refused.
+Capability URLs (Zapier or Make hooks) carry their secret in the path or query, so the
+URL is shown as scheme and host only, its path and query masked (repr, preview, `connectors
+test` output), and every error text is scrubbed of them, of the signing secrets and of the
+custom header values. Credentials belong in `headers`, whose values are all treated as
+secrets, and `user:password@` URLs are refused.
 """
 
 from __future__ import annotations
@@ -53,6 +54,7 @@ from pydantic import ConfigDict, Field, SecretStr, field_validator
 from pydantic_core import PydanticSerializationError
 
 from leadrelay.connectors.base import (
+    MASK,
     ConnectionCheckFailed,
     Connector,
     ConnectorOptions,
@@ -111,6 +113,10 @@ class WebhookOptions(ConnectorOptions):
     headers: dict[str, SecretStr] = Field(default_factory=dict)
     timeout: float = Field(default=10.0, gt=0, le=300)
     include_raw: bool = False
+
+    def __repr_args__(self) -> Any:
+        for name, value in super().__repr_args__():
+            yield name, masked_url(value) if name == "url" else value
 
     @field_validator("url")
     @classmethod
@@ -196,14 +202,15 @@ class WebhookConnector(Connector[WebhookOptions]):
         """The request `send` would make, signed for `timestamp`.
 
         `timestamp` defaults to the event's `received_at`, so a preview is reproducible;
-        `send` signs with the current time. Custom header values are masked; the body and
-        the signatures are shown as they would be sent.
+        `send` signs with the current time. The URL's path and query and the custom
+        header values are masked; the body and the signatures are shown as they would be
+        sent.
         """
         body = self._body(event)
         signed_at = timestamp if timestamp is not None else int(event.received_at.timestamp())
         return {
             "method": "POST",
-            "url": self.options.url,
+            "url": masked_url(self.options.url),
             "headers": self._headers(event.event_id, signed_at, body, reveal=False),
             "body": body.decode("utf-8"),
         }
@@ -338,6 +345,14 @@ class WebhookConnector(Connector[WebhookOptions]):
             f"HTTP {response.status_code} redirect to {location}: redirects are not "
             "followed; set the connector url to the final address"
         )
+
+
+def masked_url(url: str) -> str:
+    """`url` with its path and query masked: what may be shown of a capability URL."""
+    parts = urlsplit(url)
+    if parts.path in ("", "/") and not parts.query:
+        return url
+    return f"{parts.scheme}://{parts.netloc}/{MASK}"
 
 
 def _read_prefix(response: requests.Response, limit: int) -> bytes:

@@ -331,7 +331,7 @@ def test_preview_is_exactly_the_request_sent_with_custom_headers_masked(
     preview = conn.preview(event, timestamp=int(sent.headers["webhook-timestamp"]))
 
     assert preview["method"] == "POST"
-    assert preview["url"] == url
+    assert preview["url"] == f"{base_url}/{MASK}"
     assert preview["body"].encode() == sent.body
     assert preview["headers"] == {
         "Content-Type": "application/json",
@@ -450,6 +450,31 @@ def test_error_body_is_scrubbed_and_cut_to_500_characters(base_url: str) -> None
     assert prefix == "HTTP 400 BAD REQUEST"
     assert body.startswith(f"rejected token {MASK}")
     assert len(body) <= ERROR_BODY_CHARS
+
+
+@pytest.mark.parametrize(
+    "url",
+    [
+        "https://hooks.zapier.com/hooks/catch/123/cap-token-9d8e/",
+        "https://hook.eu1.make.com/?token=cap-token-9d8e",
+    ],
+)
+def test_a_capability_url_shows_only_its_host_in_preview_and_repr(url: str) -> None:
+    conn = connector(url)
+
+    shown = [conn.preview(event_of_type("lead.created"))["url"], repr(conn), repr(conn.options)]
+
+    for text in shown:
+        assert "cap-token-9d8e" not in text
+    host = url.split("/")[2]
+    assert shown[0] == f"https://{host}/{MASK}"
+    assert f"https://{host}/{MASK}" in shown[1]
+
+
+def test_a_url_without_path_or_query_is_shown_as_it_is() -> None:
+    conn = connector("https://example.com")
+
+    assert conn.preview(event_of_type("lead.created"))["url"] == "https://example.com"
 
 
 def test_connection_refused_is_retryable_and_keeps_the_url_path_out() -> None:
