@@ -342,10 +342,9 @@ def preload_events(
     config: Any, store: Any, count: int, *, tag: str, event: str = "lead.created"
 ) -> int:
     """Store `count` events with their deliveries, as the receiver would, in groups of 500."""
-    from leadrelay.core.receiver import Ingestor
+    from leadrelay.core.receiver import record_for
     from leadrelay.core.store import utcnow
 
-    ingestor = Ingestor(config, store)
     provider = PROVIDERS[SOURCE]
     records = []
     stored = 0
@@ -356,7 +355,8 @@ def preload_events(
             json.loads(body), source=SOURCE, received_at=received_at, headers={}
         )
         records.append(
-            ingestor.record_for(
+            record_for(
+                config,
                 source=SOURCE,
                 provider=provider.name,
                 result=result,

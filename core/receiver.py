@@ -149,10 +149,9 @@ def storable_key(idempotency_key: str) -> str:
 
 
 class Ingestor:
-    """Turns a verified request into a stored record, shared by the receiver and replay."""
+    """Commits the receiver's records: prepared in the request thread, committed in groups."""
 
-    def __init__(self, config: Config, store: Store) -> None:
-        self.config = config
+    def __init__(self, store: Store) -> None:
         self.store = store
         self.committer: GroupCommitter[PreparedEvent, IngestResult] = GroupCommitter(
             self._commit, shared_failure=lambda exc: isinstance(exc, StoreUnavailable)
@@ -167,69 +166,72 @@ class Ingestor:
         metrics.INGEST_GROUP_SIZE.observe(len(records))
         return self.store.ingest_prepared(records)
 
-    def record_for(
-        self,
-        *,
-        source: str,
-        provider: str,
-        result: ParseResult,
-        body: bytes,
-        headers: dict[str, str],
-        received_at: datetime,
-    ) -> IncomingEvent:
-        base: dict[str, Any] = {
-            "source": source,
-            "provider": provider,
-            "received_at": received_at,
-            "body": body,
-            "headers": headers,
-        }
-        if isinstance(result, Parsed):
-            lead_event = result.event
-            try:
-                normalized = dump_normalized(lead_event)
-            except ValueError as exc:
-                # A lead field the database cannot hold (a lone surrogate): failing would
-                # refuse every retry, so keep the raw body in quarantine instead.
-                result = Unreadable(
-                    f"cannot store the normalized event: {exc}",
-                    provider_event=lead_event.provider_event,
-                )
-            else:
-                return IncomingEvent(
-                    **base,
-                    event_id=lead_event.event_id,
-                    status="accepted",
-                    idempotency_key=storable_key(lead_event.idempotency_key),
-                    type=lead_event.type,
-                    provider_event=_clean(lead_event.provider_event, 128),
-                    lead_key=_clean(lead_event.lead.key, 320),
-                    occurred_at=lead_event.occurred_at,
-                    normalized=normalized,
-                    # Connectors disabled at run time (a 410) still get delivery rows:
-                    # they wait, and nothing is lost when the connector is enabled again.
-                    connectors=route(lead_event, self.config.connectors),
-                )
-        if isinstance(result, Ignored):
+
+def record_for(
+    config: Config,
+    *,
+    source: str,
+    provider: str,
+    result: ParseResult,
+    body: bytes,
+    headers: dict[str, str],
+    received_at: datetime,
+) -> IncomingEvent:
+    """The record stored for a verified request (by the receiver, and by replay when a
+    quarantined body parses after a fix)."""
+    base: dict[str, Any] = {
+        "source": source,
+        "provider": provider,
+        "received_at": received_at,
+        "body": body,
+        "headers": headers,
+    }
+    if isinstance(result, Parsed):
+        lead_event = result.event
+        try:
+            normalized = dump_normalized(lead_event)
+        except ValueError as exc:
+            # A lead field the database cannot hold (a lone surrogate): failing would
+            # refuse every retry, so keep the raw body in quarantine instead.
+            result = Unreadable(
+                f"cannot store the normalized event: {exc}",
+                provider_event=lead_event.provider_event,
+            )
+        else:
             return IncomingEvent(
                 **base,
-                event_id=event_id_for(source, result.idempotency_key),
-                status="ignored",
-                idempotency_key=storable_key(result.idempotency_key),
-                provider_event=_clean(result.provider_event, 128),
-                reason=_clean(result.reason, 2000),
+                event_id=lead_event.event_id,
+                status="accepted",
+                idempotency_key=storable_key(lead_event.idempotency_key),
+                type=lead_event.type,
+                provider_event=_clean(lead_event.provider_event, 128),
+                lead_key=_clean(lead_event.lead.key, 320),
+                occurred_at=lead_event.occurred_at,
+                normalized=normalized,
+                # Connectors disabled at run time (a 410) still get delivery rows:
+                # they wait, and nothing is lost when the connector is enabled again.
+                connectors=route(lead_event, config.connectors),
             )
-        # Unreadable: nothing identifies the event but its bytes, so dedup on those (a
-        # provider retrying an unreadable body must not fill the quarantine).
-        key = "raw:" + _sha256(body)
+    if isinstance(result, Ignored):
         return IncomingEvent(
             **base,
-            event_id=event_id_for(source, key),
-            status="quarantined",
-            idempotency_key=key,
+            event_id=event_id_for(source, result.idempotency_key),
+            status="ignored",
+            idempotency_key=storable_key(result.idempotency_key),
             provider_event=_clean(result.provider_event, 128),
             reason=_clean(result.reason, 2000),
         )
+    # Unreadable: nothing identifies the event but its bytes, so dedup on those (a
+    # provider retrying an unreadable body must not fill the quarantine).
+    key = "raw:" + _sha256(body)
+    return IncomingEvent(
+        **base,
+        event_id=event_id_for(source, key),
+        status="quarantined",
+        idempotency_key=key,
+        provider_event=_clean(result.provider_event, 128),
+        reason=_clean(result.reason, 2000),
+    )
 
 
 def _unknown_source(source: str) -> dict[str, str]:
@@ -243,7 +245,7 @@ def _sha256(data: bytes) -> str:
 def create_app(config: Config, store: Store, *, ingestor: Ingestor | None = None) -> Flask:
     app = Flask(__name__)
     app.config["MAX_CONTENT_LENGTH"] = config.server.max_body_bytes
-    ingestor = ingestor or Ingestor(config, store)
+    ingestor = ingestor or Ingestor(store)
     app.extensions["leadrelay"] = {"config": config, "store": store, "ingestor": ingestor}
 
     for name in config.sources_without_secrets():
@@ -353,7 +355,8 @@ def create_app(config: Config, store: Store, *, ingestor: Ingestor | None = None
         result = provider.parse(
             payload, source=source, received_at=received_at, headers=request.headers
         )
-        record = ingestor.record_for(
+        record = record_for(
+            config,
             source=source,
             provider=provider.name,
             result=result,

@@ -7,7 +7,7 @@ from typing import Any
 
 from leadrelay.core.config import Config
 from leadrelay.core.providers import PROVIDERS, Unreadable
-from leadrelay.core.receiver import Ingestor
+from leadrelay.core.receiver import record_for
 from leadrelay.core.store import Store
 
 
@@ -30,7 +30,8 @@ def reparse_quarantined(config: Config, store: Store, stored: dict[str, Any]) ->
     )
     if isinstance(result, Unreadable):
         return f"{event_id}: still quarantined: {result.reason}"
-    record = Ingestor(config, store).record_for(
+    record = record_for(
+        config,
         source=stored["source"],
         provider=provider.name,
         result=result,

@@ -35,7 +35,7 @@ class Runtime:
     @classmethod
     def build(cls, config: Config, *, store: Store | None = None) -> Runtime:
         store = store or Store(config.store)
-        ingestor = Ingestor(config, store)
+        ingestor = Ingestor(store)
         return cls(config=config, store=store, app=create_app(config, store, ingestor=ingestor))
 
     def start_worker(self) -> Worker:

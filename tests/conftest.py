@@ -6,6 +6,7 @@ import json
 import os
 import uuid
 from collections.abc import Iterator
+from datetime import datetime
 from pathlib import Path
 from typing import Any
 
@@ -14,7 +15,9 @@ import pytest
 from leadrelay.connectors.registry import BUILTIN_CONNECTORS
 from leadrelay.core.config import Config, parse_config
 from leadrelay.core.providers import PROVIDERS
-from leadrelay.core.store import Store
+from leadrelay.core.providers.base import ParseResult
+from leadrelay.core.receiver import record_for
+from leadrelay.core.store import IncomingEvent, Store, utcnow
 from tests.recording import RecordingConnector
 
 BUILTIN_CONNECTORS.setdefault("recording", "tests.recording:RecordingConnector")
@@ -143,3 +146,27 @@ def gitleads_body(n: int, *, event: str = "lead.created") -> bytes:
             },
         }
     ).encode()
+
+
+def request_record(
+    config: Config,
+    source: str,
+    body: bytes,
+    *,
+    received_at: datetime | None = None,
+    result: ParseResult | None = None,
+) -> IncomingEvent:
+    """What the receiver stores for a verified request to `source` carrying `body`."""
+    received_at = received_at or utcnow()
+    provider = PROVIDERS[config.sources[source].provider]
+    if result is None:
+        result = provider.parse(json.loads(body), source=source, received_at=received_at)
+    return record_for(
+        config,
+        source=source,
+        provider=provider.name,
+        result=result,
+        body=body,
+        headers={},
+        received_at=received_at,
+    )

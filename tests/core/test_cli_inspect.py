@@ -17,12 +17,11 @@ from click.testing import CliRunner, Result
 from leadrelay.connectors.base import Delivered, Permanent
 from leadrelay.core.cli import main
 from leadrelay.core.config import Config, load_config
-from leadrelay.core.providers import PROVIDERS, Unreadable
+from leadrelay.core.providers import Unreadable
 from leadrelay.core.providers.base import ParseResult
-from leadrelay.core.receiver import Ingestor
 from leadrelay.core.store import Store, utcnow
 from leadrelay.core.worker import Worker
-from tests.conftest import config_dict, fixture_body, gitleads_body, migrated_store
+from tests.conftest import config_dict, fixture_body, gitleads_body, migrated_store, request_record
 from tests.recording import RecordingConnector
 
 CONNECTORS: dict[str, Any] = {
@@ -56,23 +55,15 @@ def json_rows(result: Result) -> list[dict[str, Any]]:
 
 
 def store_request(
-    ingestor: Ingestor,
+    config: Config,
+    store: Store,
     source: str,
     body: bytes,
     received_at: datetime,
     result: ParseResult | None = None,
 ) -> str:
-    if result is None:
-        result = PROVIDERS[source].parse(json.loads(body), source=source, received_at=received_at)
-    record = ingestor.record_for(
-        source=source,
-        provider=source,
-        result=result,
-        body=body,
-        headers={},
-        received_at=received_at,
-    )
-    return ingestor.store.ingest([record])[0].event_id
+    record = request_record(config, source, body, received_at=received_at, result=result)
+    return store.ingest([record])[0].event_id
 
 
 @dataclass
@@ -92,16 +83,20 @@ def populated(tmp_path: Path, sqlite_url: str) -> Iterator[Populated]:
     config_path = write_config(tmp_path / "connectors.yaml", sqlite_url, CONNECTORS)
     store = migrated_store(sqlite_url)
     config = load_config(config_path)
-    ingestor = Ingestor(config, store)
     now = utcnow()
-    old = store_request(ingestor, "gitleads", gitleads_body(1), now - timedelta(hours=3))
-    rejected = store_request(ingestor, "gitleads", gitleads_body(2), now - timedelta(minutes=5))
-    leadhub = store_request(ingestor, "leadhub", fixture_body("leadhub", "lead.created.json"), now)
+    old = store_request(config, store, "gitleads", gitleads_body(1), now - timedelta(hours=3))
+    rejected = store_request(
+        config, store, "gitleads", gitleads_body(2), now - timedelta(minutes=5)
+    )
+    leadhub = store_request(
+        config, store, "leadhub", fixture_body("leadhub", "lead.created.json"), now
+    )
     ignored = store_request(
-        ingestor, "gitleads", gitleads_body(3, event="repository.connected"), now
+        config, store, "gitleads", gitleads_body(3, event="repository.connected"), now
     )
     quarantined = store_request(
-        ingestor,
+        config,
+        store,
         "gitleads",
         b'{"event":"lead.created","data":"not an object"}',
         now,

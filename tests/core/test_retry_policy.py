@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 from datetime import datetime, timedelta
 from typing import Any
 
@@ -10,11 +9,9 @@ import pytest
 
 from leadrelay.connectors.base import Delivered, Permanent, RateLimited, Retryable, Skipped
 from leadrelay.core.config import DeliveryConfig
-from leadrelay.core.providers import PROVIDERS, Parsed
-from leadrelay.core.receiver import Ingestor
 from leadrelay.core.store import ClaimedDelivery, DeliveryFilter, utcnow
 from leadrelay.core.worker import Worker, decide
-from tests.conftest import gitleads_body, make_config, migrated_store
+from tests.conftest import gitleads_body, make_config, migrated_store, request_record
 from tests.factories import make_event
 from tests.recording import RecordingConnector
 
@@ -43,7 +40,6 @@ class Harness:
         policy.update(delivery)
         self.config = make_config(url, delivery=policy)
         self.store = migrated_store(url)
-        self.ingestor = Ingestor(self.config, self.store)
         # Deliveries are due from the (real) time they were created; start the clock there.
         self.clock = FakeClock(utcnow() + timedelta(seconds=1))
         self.worker = Worker(
@@ -51,19 +47,7 @@ class Harness:
         )
 
     def ingest(self, n: int = 1) -> str:
-        body = gitleads_body(n)
-        result = PROVIDERS["gitleads"].parse(
-            json.loads(body), source="gitleads", received_at=utcnow()
-        )
-        assert isinstance(result, Parsed)
-        record = self.ingestor.record_for(
-            source="gitleads",
-            provider="gitleads",
-            result=result,
-            body=body,
-            headers={},
-            received_at=utcnow(),
-        )
+        record = request_record(self.config, "gitleads", gitleads_body(n))
         return self.store.ingest([record])[0].event_id
 
     def delivery(self, event_id: str) -> dict[str, Any]:

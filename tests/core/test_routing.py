@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 from dataclasses import replace
 from typing import Any
 
@@ -11,12 +10,10 @@ from sqlalchemy import func, select
 from sqlalchemy.exc import IntegrityError
 
 from leadrelay.core.config import Config
-from leadrelay.core.providers import PROVIDERS, Parsed
-from leadrelay.core.receiver import Ingestor
 from leadrelay.core.routing import matches, route
-from leadrelay.core.store import IncomingEvent, Store, utcnow
+from leadrelay.core.store import IncomingEvent, Store
 from leadrelay.core.tables import dedup_keys, deliveries, events
-from tests.conftest import gitleads_body, make_config, migrated_store
+from tests.conftest import gitleads_body, make_config, migrated_store, request_record
 from tests.factories import make_event
 
 ROUTED_CONNECTORS: dict[str, Any] = {
@@ -93,21 +90,8 @@ def test_route_matches_every_enabled_connector_that_wants_the_event() -> None:
 # -- delivery rows, written with the event ---------------------------------------------------
 
 
-def gitleads_record(ingestor: Ingestor, n: int) -> IncomingEvent:
-    body = gitleads_body(n)
-    received_at = utcnow()
-    result = PROVIDERS["gitleads"].parse(
-        json.loads(body), source="gitleads", received_at=received_at
-    )
-    assert isinstance(result, Parsed)
-    return ingestor.record_for(
-        source="gitleads",
-        provider="gitleads",
-        result=result,
-        body=body,
-        headers={},
-        received_at=received_at,
-    )
+def gitleads_record(config: Config, n: int) -> IncomingEvent:
+    return request_record(config, "gitleads", gitleads_body(n))
 
 
 def delivery_rows(store: Store) -> list[tuple[str, str, str, int]]:
@@ -132,8 +116,8 @@ def count(store: Store, table: Any) -> int:
 
 def test_one_pending_delivery_per_matching_connector(store_url: str) -> None:
     store = migrated_store(store_url)
-    ingestor = Ingestor(routing_config(store_url), store)
-    record = gitleads_record(ingestor, 1)
+    config = routing_config(store_url)
+    record = gitleads_record(config, 1)
     # A GitLeads lead.created with email and company but no phone, from source gitleads.
     assert record.connectors == ("everything", "created_only", "needs_email")
 
@@ -150,9 +134,9 @@ def test_one_pending_delivery_per_matching_connector(store_url: str) -> None:
 
 def test_a_duplicate_event_creates_no_new_deliveries(store_url: str) -> None:
     store = migrated_store(store_url)
-    ingestor = Ingestor(routing_config(store_url), store)
-    first = store.ingest([gitleads_record(ingestor, 1)])[0]
-    again = store.ingest([gitleads_record(ingestor, 1)])[0]
+    config = routing_config(store_url)
+    first = store.ingest([gitleads_record(config, 1)])[0]
+    again = store.ingest([gitleads_record(config, 1)])[0]
     assert again.duplicate
     assert again.event_id == first.event_id
     assert count(store, events) == 1
@@ -162,8 +146,8 @@ def test_a_duplicate_event_creates_no_new_deliveries(store_url: str) -> None:
 
 def test_event_and_deliveries_commit_or_roll_back_together(store_url: str) -> None:
     store = migrated_store(store_url)
-    ingestor = Ingestor(routing_config(store_url), store)
-    record = gitleads_record(ingestor, 1)
+    config = routing_config(store_url)
+    record = gitleads_record(config, 1)
     # Two rows for one (event, connector) break the unique constraint inside the transaction.
     broken = replace(record, connectors=("everything", "everything"))
 
@@ -181,17 +165,8 @@ def test_event_and_deliveries_commit_or_roll_back_together(store_url: str) -> No
 
 def test_deliveries_are_only_for_lead_events(sqlite_url: str) -> None:
     store = migrated_store(sqlite_url)
-    ingestor = Ingestor(routing_config(sqlite_url), store)
-    body = gitleads_body(1, event="repository.connected")
-    result = PROVIDERS["gitleads"].parse(json.loads(body), source="gitleads", received_at=utcnow())
-    record = ingestor.record_for(
-        source="gitleads",
-        provider="gitleads",
-        result=result,
-        body=body,
-        headers={},
-        received_at=utcnow(),
-    )
+    config = routing_config(sqlite_url)
+    record = request_record(config, "gitleads", gitleads_body(1, event="repository.connected"))
     assert record.status == "ignored"
     assert record.connectors == ()
     store.ingest([record])
@@ -202,13 +177,13 @@ def test_deliveries_are_only_for_lead_events(sqlite_url: str) -> None:
 
 def test_commit_callback_runs_only_when_deliveries_were_created(sqlite_url: str) -> None:
     store = migrated_store(sqlite_url)
-    ingestor = Ingestor(routing_config(sqlite_url), store)
+    config = routing_config(sqlite_url)
     wakes: list[str] = []
     store.on_commit(lambda: wakes.append("wake"))
 
-    store.ingest([gitleads_record(ingestor, 1)])
+    store.ingest([gitleads_record(config, 1)])
     assert wakes == ["wake"]
-    store.ingest([gitleads_record(ingestor, 1)])  # duplicate: nothing to deliver
+    store.ingest([gitleads_record(config, 1)])  # duplicate: nothing to deliver
     assert wakes == ["wake"]
     store.close()
 
@@ -216,7 +191,7 @@ def test_commit_callback_runs_only_when_deliveries_were_created(sqlite_url: str)
 def test_runtime_disabled_connector_still_gets_waiting_deliveries(sqlite_url: str) -> None:
     store = migrated_store(sqlite_url)
     store.set_connector_disabled("everything", "410 Gone from the destination")
-    ingestor = Ingestor(routing_config(sqlite_url), store)
-    record = gitleads_record(ingestor, 1)
+    config = routing_config(sqlite_url)
+    record = gitleads_record(config, 1)
     assert record.connectors == ("everything", "created_only", "needs_email")
     store.close()

@@ -13,8 +13,6 @@ import pytest
 
 from leadrelay.connectors.base import Delivered, Permanent, Retryable
 from leadrelay.core.config import Config
-from leadrelay.core.providers import PROVIDERS, Parsed
-from leadrelay.core.receiver import Ingestor
 from leadrelay.core.store import (
     DeliveryFilter,
     DeliveryUpdate,
@@ -23,7 +21,7 @@ from leadrelay.core.store import (
     utcnow,
 )
 from leadrelay.core.worker import Worker
-from tests.conftest import gitleads_body, make_config, migrated_store
+from tests.conftest import gitleads_body, make_config, migrated_store, request_record
 from tests.recording import RecordingConnector
 
 LEASE = timedelta(minutes=2)
@@ -42,22 +40,12 @@ class FakeClock:
         return self.now
 
 
-def gitleads_record(config: Config, store: Store, n: int) -> IncomingEvent:
-    body = gitleads_body(n)
-    result = PROVIDERS["gitleads"].parse(json.loads(body), source="gitleads", received_at=utcnow())
-    assert isinstance(result, Parsed)
-    return Ingestor(config, store).record_for(
-        source="gitleads",
-        provider="gitleads",
-        result=result,
-        body=body,
-        headers={},
-        received_at=utcnow(),
-    )
+def gitleads_record(config: Config, n: int) -> IncomingEvent:
+    return request_record(config, "gitleads", gitleads_body(n))
 
 
 def ingest(config: Config, store: Store, n: int) -> str:
-    return store.ingest([gitleads_record(config, store, n)])[0].event_id
+    return store.ingest([gitleads_record(config, n)])[0].event_id
 
 
 def delivery_of(store: Store, event_id: str, connector: str = "rec") -> dict[str, Any]:
@@ -204,7 +192,7 @@ def test_a_stored_event_this_code_cannot_load_is_dead_lettered_not_blocking(
     engine: Any,
 ) -> None:
     config, store = engine
-    record = gitleads_record(config, store, 1)
+    record = gitleads_record(config, 1)
     # As after a downgrade: the stored form has a field this version's schema refuses.
     normalized = json.loads(record.normalized)
     normalized["lead"]["favourite_colour"] = "green"

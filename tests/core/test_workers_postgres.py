@@ -24,13 +24,11 @@ from sqlalchemy import select
 
 from leadrelay.connectors.base import Delivered
 from leadrelay.core.config import Config, load_config
-from leadrelay.core.providers import PROVIDERS, Parsed
-from leadrelay.core.receiver import Ingestor
 from leadrelay.core.schema import LeadEvent
-from leadrelay.core.store import DeliveryFilter, IncomingEvent, Store, utcnow
+from leadrelay.core.store import DeliveryFilter, IncomingEvent, Store
 from leadrelay.core.tables import deliveries
 from leadrelay.core.worker import Worker
-from tests.conftest import config_dict, gitleads_body, make_config, migrated_store
+from tests.conftest import config_dict, gitleads_body, make_config, migrated_store, request_record
 from tests.fakes.server import serve
 from tests.process import connectors_command, write_config
 from tests.recording import RecordingConnector
@@ -113,26 +111,8 @@ def webhook_config(path: Path, store_url: str, url: str, **delivery: Any) -> Con
     return load_config(write_config(path, data))
 
 
-def gitleads_records(config: Config, store: Store, numbers: range) -> list[IncomingEvent]:
-    ingestor = Ingestor(config, store)
-    records = []
-    for n in numbers:
-        body = gitleads_body(n)
-        result = PROVIDERS["gitleads"].parse(
-            json.loads(body), source="gitleads", received_at=utcnow()
-        )
-        assert isinstance(result, Parsed)
-        records.append(
-            ingestor.record_for(
-                source="gitleads",
-                provider="gitleads",
-                result=result,
-                body=body,
-                headers={},
-                received_at=utcnow(),
-            )
-        )
-    return records
+def gitleads_records(config: Config, numbers: range) -> list[IncomingEvent]:
+    return [request_record(config, "gitleads", gitleads_body(n)) for n in numbers]
 
 
 class WorkerProcess:
@@ -234,7 +214,7 @@ def test_four_worker_processes_deliver_every_event_exactly_once(
             tmp_path / "connectors.yaml", postgres_url, f"{server.base_url}/hook"
         )
         store = migrated_store(postgres_url)
-        records = gitleads_records(config, store, range(EVENTS))
+        records = gitleads_records(config, range(EVENTS))
         expected = {r.event_id for r in records}
         assert len(expected) == EVENTS
         with worker_processes(tmp_path / "connectors.yaml", WORKERS) as workers:
@@ -285,7 +265,7 @@ def test_notify_wakes_a_worker_in_another_process(postgres_url: str) -> None:
     try:
         # LISTEN starts in the background and a notification sent before it is lost, so
         # keep committing events (bounded) until one reaches the listener.
-        for record in gitleads_records(config, other_store, range(40)):
+        for record in gitleads_records(config, range(40)):
             other_store.ingest([record])
             if woken_by_listener.wait(0.5):
                 break
@@ -312,7 +292,7 @@ def test_sigterm_finishes_the_in_flight_delivery_claims_no_more_and_exits_0(
         config_path = tmp_path / "connectors.yaml"
         config = webhook_config(config_path, store_url, f"{server.base_url}/hook")
         store = migrated_store(store_url)
-        records = gitleads_records(config, store, range(3))
+        records = gitleads_records(config, range(3))
         store.ingest(records)
         first, *rest = (r.event_id for r in records)
 
