@@ -31,6 +31,7 @@ from benchmarks.load import LoadResult, choose_loader, run_load
 FULL_DURATION_S = 20.0
 TARGET_RATIO = 0.5
 BARE_APP = "benchmarks.bare_app:app"
+RECEIVER_ONLY_APP = "benchmarks.receiver_only_app:app"
 
 
 def run(ctx: BenchContext) -> dict[str, Any]:
@@ -38,8 +39,10 @@ def run(ctx: BenchContext) -> dict[str, Any]:
     loader = choose_loader(ctx.loader)
     duration = ctx.seconds(FULL_DURATION_S)
     bare = _bare_flask(ctx, work, loader, duration)
+    receiver_only = _receiver_only(ctx, work, loader, duration)
     leadrelay, check, profile = _leadrelay(ctx, work, loader, duration)
     ratio = leadrelay.req_per_s / bare.req_per_s if bare.req_per_s else 0.0
+    receiver_ratio = receiver_only.req_per_s / bare.req_per_s if bare.req_per_s else 0.0
     return {
         "loader": loader,
         "connections": ctx.connections,
@@ -47,6 +50,9 @@ def run(ctx: BenchContext) -> dict[str, Any]:
         "leadrelay": leadrelay.summary(),
         "bare_flask": bare.summary(),
         "ratio_to_bare_flask": round(ratio, 3),
+        # Diagnostic: the same receiver with the commit left out (nothing stored).
+        "receiver_only": receiver_only.summary(),
+        "receiver_only_ratio_to_bare_flask": round(receiver_ratio, 3),
         "target_ratio": TARGET_RATIO,
         "met": ratio >= TARGET_RATIO and check["every_2xx_committed"],
         "commit_check": check,
@@ -57,17 +63,32 @@ def run(ctx: BenchContext) -> dict[str, Any]:
 def _bare_flask(ctx: BenchContext, work: Path, loader: str, duration: float) -> LoadResult:
     # The deploy config's hooks want a leadrelay config (they migrate a store at start).
     config_path = write_config(work / "bare.yaml", sqlite_config(work / "bare.db", {}))
+    return _load_app(ctx, work, loader, duration, "bare-flask", BARE_APP, config_path)
+
+
+def _receiver_only(ctx: BenchContext, work: Path, loader: str, duration: float) -> LoadResult:
+    config_path, _db_path = leadrelay_config(work, "receiver-only")
+    return _load_app(ctx, work, loader, duration, "receiver-only", RECEIVER_ONLY_APP, config_path)
+
+
+def _load_app(
+    ctx: BenchContext,
+    work: Path,
+    loader: str,
+    duration: float,
+    name: str,
+    app: str,
+    config_path: Path,
+) -> LoadResult:
     port = free_port()
-    server = gunicorn_process(
-        "ingest-bare-flask", work, config_path, port, app=BARE_APP, run_worker=False
-    )
+    server = gunicorn_process(f"ingest-{name}", work, config_path, port, app=app, run_worker=False)
     with running(server):
         server.wait_http_ready(f"http://127.0.0.1:{port}/healthz")
         return run_load(
             loader,
             port,
             duration,
-            tag=f"bare{uuid.uuid4().hex[:6]}",
+            tag=f"{name[:4]}{uuid.uuid4().hex[:6]}",
             work_dir=work,
             connections=ctx.connections,
         )

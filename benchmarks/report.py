@@ -64,7 +64,9 @@ def _ingest(s: dict[str, Any]) -> tuple[str, str, str]:
         f"{_n(lr['req_per_s'])} req/s (p50 {lr['p50_ms']} ms, p99 {lr['p99_ms']} ms) vs bare "
         f"Flask {_n(bare['req_per_s'])} req/s (p50 {bare['p50_ms']} ms, p99 "
         f"{bare['p99_ms']} ms): **{s['ratio_to_bare_flask']:.2f}x**; {committed} "
-        f"{_n(check['answered_2xx'])} 2xx found in the DB"
+        f"{_n(check['answered_2xx'])} 2xx found in the DB. Diagnostic, the receiver with the "
+        f"commit left out: {_n(s['receiver_only']['req_per_s'])} req/s = "
+        f"{s['receiver_only_ratio_to_bare_flask']:.2f}x"
     )
     return result, f"≥ {s['target_ratio']}x bare Flask, every 2xx committed", _met(s)
 

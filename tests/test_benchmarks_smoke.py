@@ -67,6 +67,8 @@ def test_every_benchmark_runs_at_a_tiny_scale_and_writes_its_results(tmp_path: P
     assert ingest["commit_check"]["missing_from_db"] == 0
     assert ingest["leadrelay"]["ok"] == ingest["commit_check"]["answered_2xx"] > 0
     assert ingest["bare_flask"]["completed"] > 0
+    assert ingest["receiver_only"]["ok"] == ingest["receiver_only"]["completed"] > 0
+    assert isinstance(ingest["receiver_only_ratio_to_bare_flask"], float)
 
     sustained = written["sustained"]
     assert sustained["accepted"] > 0
