@@ -154,6 +154,27 @@ def parse_retry_after(value: str | None, default: float = 1.0) -> float:
         return default
 
 
+_ACTIVITY_LABELS = {
+    "star": "Starred a repository",
+    "issue": "Opened an issue",
+    "pull_request": "Opened a pull request",
+    "code": "Code activity",
+    "comment": "Commented",
+    "like": "Liked a post",
+    "profile_visit": "Visited a profile",
+    "dm": "Direct message",
+    "email_captured": "Email captured",
+    "form_submitted": "Submitted a form",
+    "stage_changed": "Stage changed",
+    "assigned": "Assigned",
+}
+
+
+def activity_label(kind: str) -> str:
+    """A CRM-facing title for an activity kind ("Starred a repository")."""
+    return _ACTIVITY_LABELS.get(kind, kind.replace("_", " ").capitalize())
+
+
 # What a secret is shown as: pydantic's SecretStr mask, so every output masks alike.
 MASK = str(SecretStr("secret"))
 

@@ -74,6 +74,7 @@ from leadrelay.connectors.base import (
     RateLimited,
     Retryable,
     Skipped,
+    activity_label,
     parse_retry_after,
     scrub,
 )
@@ -117,21 +118,6 @@ _ERROR_TEXT_LIMIT = 1000
 
 _PROPERTY_NAME = re.compile(r"^[a-z][a-z0-9_]*$")
 _MAPPABLE_FIELDS = frozenset(Lead.model_fields) - {"extra"}
-
-_ACTIVITY_LABELS = {
-    "star": "Starred a repository",
-    "issue": "Opened an issue",
-    "pull_request": "Opened a pull request",
-    "code": "Code activity",
-    "comment": "Commented",
-    "like": "Liked a post",
-    "profile_visit": "Visited a profile",
-    "dm": "Direct message",
-    "email_captured": "Email captured",
-    "form_submitted": "Submitted a form",
-    "stage_changed": "Stage changed",
-    "assigned": "Assigned",
-}
 
 _NETWORK_ERRORS = (urllib3.exceptions.HTTPError, OSError)
 _API_ERRORS = (hs_contacts.ApiException, hs_notes.ApiException)
@@ -925,7 +911,7 @@ def note_body(event: LeadEvent) -> str:
     """The note's HTML: what the lead did, escaped (lead text is untrusted)."""
     activity = event.activity
     assert activity is not None
-    label = _ACTIVITY_LABELS.get(activity.kind, activity.kind.replace("_", " ").capitalize())
+    label = activity_label(activity.kind)
     parts = [
         f"<p><strong>{html.escape(label)}</strong> "
         f"({html.escape(event.provider)} via leadrelay)</p>"

@@ -53,6 +53,14 @@ cut (a cut address is a different address): one longer than 80 characters is lef
 Email and noted in Description. Custom fields are not cut; Salesforce's STRING_TOO_LONG
 comes back as a Permanent outcome.
 
+Activities (`lead.activity`, or any event that carries one) also log a completed Task on the
+written Lead (or Contact: `Task.WhoId`; other objects get none), after the record:
+Subject = what the lead did ("Starred a repository"), Description = the activity's text,
+URL and campaign, ActivityDate = when it happened. `activity_tasks: false` turns this off.
+A Task cannot be upserted, so one whose creation succeeded but whose answer was lost is
+logged again on retry (at-least-once, like HubSpot's notes); a refused Task makes the event
+Permanent with the record's own result in the message.
+
 `lead.deleted` is Skipped unless `on_delete: archive`; archiving never deletes: the matching
 record (by external id or Email) gets `Status = archive_status` (default
 "Closed - Not Converted", a standard Lead status); when there is no such record the event is
@@ -100,12 +108,14 @@ from leadrelay.connectors.base import (
     RateLimited,
     Retryable,
     Skipped,
+    activity_label,
     parse_retry_after,
     scrub,
 )
 from leadrelay.core.schema import Activity, Lead, LeadEvent
 
 COLLECTION_LIMIT = 200  # sObject Collections accept at most 200 records per call
+COLLECTIONS_PATH = "composite/sobjects"
 # Values per `IN (...)` lookup: keeps the query URL far below the REST API's 16 KB URI limit.
 LOOKUP_CHUNK = 50
 DEFAULT_API_VERSION = "59.0"
@@ -132,6 +142,10 @@ FIELD_LENGTHS: dict[str, int] = {
     "LeadSource": 255,
     "Description": 32000,
 }
+
+# A Task's WhoId names a Lead or a Contact; other objects get no Task.
+TASK_WHO_OBJECTS = frozenset({"Lead", "Contact"})
+TASK_FIELD_LENGTHS = {"Subject": 255, "Description": 32000}
 
 PROFILE_SUMMARY = "profile_summary"
 DEFAULT_FIELD_MAP: dict[str, str] = {
@@ -210,6 +224,8 @@ class SalesforceOptions(CrmOptions):
     fallback_last_name: str = Field(default="[not provided]", min_length=1)
     fallback_company: str = Field(default="[not provided]", min_length=1)
     archive_status: str = Field(default="Closed - Not Converted", min_length=1)
+    # Activity events also log a completed Task on the Lead or Contact (Task.WhoId).
+    activity_tasks: bool = True
     # transport
     verify: bool | str = True  # CA bundle path, or False (never in production)
     timeout: float = Field(default=30.0, gt=0)
@@ -407,6 +423,28 @@ def fallback_company(lead: Lead) -> str | None:
     return None
 
 
+def task_record(event: LeadEvent, who_id: str) -> dict[str, Any]:
+    """The completed Task logged for an activity event on the record `who_id`."""
+    activity = event.activity
+    assert activity is not None
+    details = [
+        activity.text,
+        activity.url,
+        f"Campaign: {activity.campaign}" if activity.campaign else None,
+        f"{event.provider} {event.provider_event or event.type}, via leadrelay",
+    ]
+    when = event.occurred_at or event.received_at
+    return {
+        "attributes": {"type": "Task"},
+        "WhoId": who_id,
+        "Subject": cut(activity_label(activity.kind), TASK_FIELD_LENGTHS["Subject"]),
+        "Description": cut("\n".join(filter(None, details)), TASK_FIELD_LENGTHS["Description"]),
+        "Status": "Completed",
+        "Priority": "Normal",
+        "ActivityDate": when.date().isoformat(),
+    }
+
+
 # -- delivery plumbing --------------------------------------------------------------------
 
 
@@ -418,6 +456,7 @@ class _Item:
     record: dict[str, Any]
     identity: str  # matching value (external id or email), as sent
     archive: bool
+    record_id: str | None = None  # once Salesforce has written it
 
     @property
     def identity_key(self) -> str:
@@ -538,6 +577,7 @@ class SalesforceConnector(Connector[SalesforceOptions]):
                             results = self._call(lambda client, c=chunk: self._deliver(client, c))
                             for index, outcome in results.items():
                                 outcomes[index] = outcome
+                    self._log_tasks(batch, items, outcomes)
                 except _BatchFailure as failure:
                     # Stop at the first call-wide failure: the next call would meet it too.
                     for item in items:
@@ -549,6 +589,18 @@ class SalesforceConnector(Connector[SalesforceOptions]):
         ]
 
     def preview(self, event: LeadEvent) -> dict[str, Any]:
+        plan = self._record_plan(event)
+        writes = plan["action"] not in ("skip", "archive")
+        if event.activity is not None and writes and self._logs_tasks():
+            written_id = f"<Id of the {self.options.object} written above>"
+            plan["then_log_task"] = {
+                "method": "POST",
+                "path": f"/services/data/v{self.options.api_version}/composite/sobjects",
+                "body": {"allOrNone": False, "records": [task_record(event, written_id)]},
+            }
+        return plan
+
+    def _record_plan(self, event: LeadEvent) -> dict[str, Any]:
         prepared = self._prepare(0, event)
         if not isinstance(prepared, _Item):
             return {"action": "skip", "reason": getattr(prepared, "reason", "")}
@@ -743,6 +795,56 @@ class SalesforceConnector(Connector[SalesforceOptions]):
             )
         return outcomes
 
+    def _log_tasks(
+        self, batch: Sequence[LeadEvent], items: Sequence[_Item], outcomes: list[Outcome | None]
+    ) -> None:
+        """A completed Task on each written record whose event carries an activity.
+
+        After the record, since the Task points at it. A Task cannot be upserted: if its
+        creation fails the event's outcome is the Task's (a retry writes the record again,
+        which is idempotent, and creates the Task), so a Task whose answer was lost after
+        Salesforce stored it is created twice: at-least-once, like HubSpot's notes.
+        """
+        if not self._logs_tasks():
+            return
+        pending = [
+            item
+            for item in items
+            if item.record_id
+            and not item.archive
+            and batch[item.index].activity is not None
+            and isinstance(outcomes[item.index], Delivered)
+        ]
+        for chunk in _chunks(pending, COLLECTION_LIMIT):
+            records = [task_record(batch[item.index], item.record_id or "") for item in chunk]
+            body = json.dumps({"allOrNone": False, "records": records})
+            try:
+                results = self._call(
+                    lambda client, b=body: client.restful(COLLECTIONS_PATH, method="POST", data=b)
+                )
+            except _BatchFailure as failure:
+                results = [failure.outcome] * len(chunk)
+            if not isinstance(results, list) or len(results) != len(chunk):
+                results = [Retryable("Salesforce answered the Task creation incompletely")] * len(
+                    chunk
+                )
+            for item, result in zip(chunk, results, strict=True):
+                written = outcomes[item.index]
+                assert isinstance(written, Delivered)
+                outcomes[item.index] = self._with_task(written, result)
+
+    def _logs_tasks(self) -> bool:
+        return self.options.activity_tasks and self.options.object in TASK_WHO_OBJECTS
+
+    def _with_task(self, written: Delivered, result: dict[str, Any] | Outcome) -> Outcome:
+        if isinstance(result, dict):
+            if result.get("success"):
+                return Delivered(f"{written.detail}; logged Task {result.get('id')}")
+            result = self._outcome_for(_error_details((result.get("errors") or [{}])[0]), None)
+        if isinstance(result, Permanent):
+            return Permanent(f"{written.detail}, but Salesforce refused its Task: {result.error}")
+        return result
+
     def _lookup(self, client: Salesforce, items: Sequence[_Item]) -> dict[str, str]:
         """Lower-cased identity -> Id of the matching record (most recently modified)."""
         field_name = self._identity_field().lower()
@@ -779,6 +881,7 @@ class SalesforceConnector(Connector[SalesforceOptions]):
 
     def _record_outcome(self, item: _Item, result: dict[str, Any], method: str) -> Outcome:
         if result.get("success"):
+            item.record_id = result.get("id")
             if item.archive:
                 verb = "archived"
             elif "created" in result:

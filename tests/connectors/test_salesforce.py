@@ -30,6 +30,7 @@ from leadrelay.connectors.salesforce import (
     cut,
     utf16_len,
 )
+from leadrelay.core.schema import Activity
 from tests.factories import make_event
 from tests.fakes.salesforce import FakeSalesforce
 from tests.fakes.server import RunningServer, serve
@@ -446,6 +447,125 @@ def test_preview_in_email_mode_shows_lookup_and_both_branches(connect: Connect) 
     assert "WHERE Email IN ('jane@example.com')" in preview["lookup"]["q"]
     assert preview["if_not_found"]["method"] == "POST"
     assert preview["if_found"]["body"]["records"][0]["id"] == "<Id of the Lead found>"
+
+
+# -- activities: a completed Task on the lead --------------------------------------------
+
+
+def star(**lead_fields: Any) -> Any:
+    activity = Activity(
+        kind="star",
+        text="Starred competitor/their-sdk",
+        url="https://github.com/competitor/their-sdk",
+        campaign="q2-launch",
+    )
+    return make_event(type="lead.activity", activity=activity, **lead_fields)
+
+
+@pytest.mark.parametrize("external_id_field", [EXT, None], ids=["upsert", "find_by_email"])
+def test_an_activity_logs_a_completed_task_on_the_lead(
+    fake: FakeSalesforce, connect: Connect, external_id_field: str | None
+) -> None:
+    outcome = _only(connect(external_id_field=external_id_field).send([star()]))
+
+    [lead] = fake.find("Email", "jane@example.com")
+    [task] = fake.tasks_of(lead["Id"])
+    assert isinstance(outcome, Delivered)
+    assert outcome.detail == f"created Lead {lead['Id']}; logged Task {next(iter(fake.tasks))}"
+    assert task == {
+        "WhoId": lead["Id"],
+        "Subject": "Starred a repository",
+        "Description": "Starred competitor/their-sdk\n"
+        "https://github.com/competitor/their-sdk\n"
+        "Campaign: q2-launch\n"
+        "gitleads lead.activity, via leadrelay",
+        "Status": "Completed",
+        "Priority": "Normal",
+        "ActivityDate": "2026-04-24",
+    }
+
+
+def test_events_without_an_activity_log_no_task(fake: FakeSalesforce, connect: Connect) -> None:
+    outcome = _only(connect().send([make_event()]))
+
+    assert isinstance(outcome, Delivered)
+    assert fake.tasks == {}
+    assert fake.data_calls("POST") == []
+
+
+def test_activity_tasks_can_be_turned_off(fake: FakeSalesforce, connect: Connect) -> None:
+    connector = connect(activity_tasks=False)
+
+    outcome = _only(connector.send([star()]))
+
+    assert isinstance(outcome, Delivered)
+    assert len(fake.leads) == 1
+    assert fake.tasks == {}
+    assert "then_log_task" not in connector.preview(star())
+
+
+def test_a_refused_task_is_permanent_and_says_the_lead_was_written(
+    fake: FakeSalesforce, connect: Connect
+) -> None:
+    fake.reject_tasks("FIELD_CUSTOM_VALIDATION_EXCEPTION", "Tasks need an owner")
+
+    outcome = _only(connect().send([star()]))
+
+    [lead] = fake.find(EXT, "email:jane@example.com")
+    assert isinstance(outcome, Permanent)
+    assert outcome.error == (
+        f"created Lead {lead['Id']}, but Salesforce refused its Task: "
+        "Salesforce FIELD_CUSTOM_VALIDATION_EXCEPTION: Tasks need an owner"
+    )
+
+
+def test_a_failed_task_call_is_retried_without_a_second_lead(
+    fake: FakeSalesforce, connect: Connect
+) -> None:
+    connector = connect()
+    unavailable = [{"errorCode": "SERVER_UNAVAILABLE", "message": "try later"}]
+    fake.fail_next(503, unavailable, path_contains="/composite/sobjects", method="POST")
+
+    first = _only(connector.send([star(idempotency_key="star-1")]))
+    again = _only(connector.send([star(idempotency_key="star-1")]))
+
+    assert isinstance(first, Retryable)
+    assert "SERVER_UNAVAILABLE" in first.error
+    assert isinstance(again, Delivered)
+    assert again.detail.startswith("updated Lead")
+    [lead] = fake.find(EXT, "email:jane@example.com")
+    assert len(fake.leads) == 1
+    assert len(fake.tasks_of(lead["Id"])) == 1
+
+
+def test_an_archived_lead_gets_no_task(fake: FakeSalesforce, connect: Connect) -> None:
+    lead_id = fake.seed_lead(LastName="Doe", Company="Acme", **{EXT: "email:jane@example.com"})
+    activity = Activity(kind="stage_changed", text="lost")
+    deleted = make_event(type="lead.deleted", activity=activity)
+
+    outcome = _only(connect(on_delete="archive").send([deleted]))
+
+    assert isinstance(outcome, Delivered)
+    assert fake.tasks_of(lead_id) == []
+
+
+def test_preview_shows_the_task_after_the_lead(connect: Connect) -> None:
+    event = star()
+
+    preview = connect().preview(event)
+
+    task = preview["then_log_task"]
+    assert (task["method"], task["path"]) == ("POST", "/services/data/v59.0/composite/sobjects")
+    [record] = task["body"]["records"]
+    assert record["attributes"] == {"type": "Task"}
+    assert record["WhoId"] == "<Id of the Lead written above>"
+    assert record["Subject"] == "Starred a repository"
+
+
+def test_no_task_for_an_object_a_task_cannot_name(fake: FakeSalesforce, connect: Connect) -> None:
+    connector = connect(object="Account")
+
+    assert "then_log_task" not in connector.preview(star())
 
 
 # -- lead.deleted ----------------------------------------------------------------------

@@ -14,7 +14,9 @@ Answers like the real REST API (shapes from the REST API Developer Guide):
   SOQL escapes, so an unescaped quote is a MALFORMED_QUERY, as on the real server.
 - sObject Collections: `POST .../composite/sobjects` (create), `PATCH .../composite/sobjects`
   (update), `PATCH .../composite/sobjects/Lead/<ExternalIdField>` (upsert); at most 200
-  records, per-record results with `statusCode`/`message`/`fields` errors.
+  records, per-record results with `statusCode`/`message`/`fields` errors. The create call
+  also takes Task records (WhoId must name a stored Lead; Status a standard value; Subject
+  and Description lengths; unknown fields refused), kept in `tasks`.
 
 Request-level errors are `[{"message": ..., "errorCode": ...}]` with the real status codes.
 Validation: required fields (LastName, Company, plus any added), text lengths (UTF-16 code
@@ -46,6 +48,13 @@ SOAP_NS = "urn:partner.soap.sforce.com"
 JWT_AUDIENCES = ["https://login.salesforce.com", "https://test.salesforce.com"]
 _ID_PATTERN = re.compile(r"^[a-zA-Z0-9]{15}([a-zA-Z0-9]{3})?$")
 _EMAIL_PATTERN = re.compile(r"^[^@\s]+@[^@\s]+\.[^@\s]+$")
+_DATE_PATTERN = re.compile(r"^\d{4}-\d{2}-\d{2}$")
+_TASK_FIELDS = frozenset(
+    {"WhoId", "WhatId", "Subject", "Description", "Status", "Priority", "ActivityDate"}
+)
+_TASK_STATUSES = frozenset(
+    {"Not Started", "In Progress", "Completed", "Waiting on someone else", "Deferred"}
+)
 
 
 @dataclass
@@ -103,6 +112,7 @@ class Fault:
     body: Any
     headers: dict[str, str]
     path_contains: str
+    method: str | None = None
 
 
 @dataclass
@@ -304,6 +314,8 @@ class FakeSalesforce:
         self._stalls = 0
         self._released = threading.Event()
         self._rejections: dict[str, dict[str, Any]] = {}  # lower-cased email -> error
+        self.tasks: dict[str, dict[str, Any]] = {}  # Id -> Task record
+        self._task_rejection: dict[str, Any] | None = None
         self.app = self._build_app()
 
     # -- controls for tests -------------------------------------------------------------
@@ -346,11 +358,12 @@ class FakeSalesforce:
         headers: dict[str, str] | None = None,
         times: int = 1,
         path_contains: str = "/services/data/",
+        method: str | None = None,
     ) -> None:
         """Answer the next `times` matching requests with this status/body/headers."""
         with self.lock:
             for _ in range(times):
-                self._faults.append(Fault(status, body, headers or {}, path_contains))
+                self._faults.append(Fault(status, body, headers or {}, path_contains, method))
 
     def stall_next(self, times: int = 1) -> None:
         """Hold the next data requests until `release()` (at most 5 s), then answer them."""
@@ -368,6 +381,15 @@ class FakeSalesforce:
             "message": message,
             "fields": [],
         }
+
+    def reject_tasks(self, status_code: str, message: str) -> None:
+        """Task creates fail with this per-record error from now on."""
+        with self.lock:
+            self._task_rejection = {"statusCode": status_code, "message": message, "fields": []}
+
+    def tasks_of(self, lead_id: str) -> list[dict[str, Any]]:
+        with self.lock:
+            return [dict(task) for task in self.tasks.values() if task.get("WhoId") == lead_id]
 
     def seed_lead(self, **values: Any) -> str:
         with self.lock:
@@ -478,6 +500,50 @@ class FakeSalesforce:
             return [dict(self._rejections[email.lower()])]
         return []
 
+    def _check_task_fields(self, record: dict[str, Any]) -> None:
+        unknown = [k for k in record if k != "attributes" and k not in _TASK_FIELDS]
+        if unknown:
+            raise _RequestError(
+                400, "INVALID_FIELD", f"No such column '{unknown[0]}' on sobject of type Task"
+            )
+        date = record.get("ActivityDate")
+        if date is not None and not (isinstance(date, str) and _DATE_PATTERN.match(date)):
+            raise _RequestError(
+                400,
+                "JSON_PARSER_ERROR",
+                f"Cannot deserialize instance of date from VALUE_STRING value {date}",
+            )
+
+    def _create_task(self, record: dict[str, Any]) -> dict[str, Any]:
+        who = record.get("WhoId")
+        if not isinstance(who, str) or not _ID_PATTERN.match(who):
+            return _failure(
+                "FIELD_INTEGRITY_EXCEPTION",
+                f"Name ID: id value of incorrect type: {who}",
+                ["WhoId"],
+            )
+        if who not in self.leads:
+            return _failure("INVALID_CROSS_REFERENCE_KEY", "invalid cross reference id", ["WhoId"])
+        if record.get("Status") not in _TASK_STATUSES:
+            return _failure(
+                "INVALID_OR_NULL_FOR_RESTRICTED_PICKLIST",
+                f"Status: bad value for restricted picklist field: {record.get('Status')}",
+                ["Status"],
+            )
+        for name, limit in (("Subject", 255), ("Description", 32000)):
+            value = record.get(name)
+            if isinstance(value, str) and _utf16_len(value) > limit:
+                return _failure(
+                    "STRING_TOO_LONG",
+                    f"{name}: data value too large: {value[:40]}... (max length={limit})",
+                    [name],
+                )
+        if self._task_rejection is not None:
+            return {"success": False, "errors": [dict(self._task_rejection)]}
+        task_id = f"00T{next(self._sequence):012d}AAA"
+        self.tasks[task_id] = {k: v for k, v in record.items() if k != "attributes"}
+        return {"id": task_id, "success": True, "errors": []}
+
     def _create(self, values: dict[str, Any]) -> dict[str, Any]:
         if "Id" in values:
             return _failure("INVALID_FIELD", "cannot specify Id in an insert call", ["Id"])
@@ -513,7 +579,14 @@ class FakeSalesforce:
             )
             with self.lock:
                 self.calls.append(Call(request.method, request.path, dict(request.args), body))
-                fault = next((f for f in self._faults if f.path_contains in request.path), None)
+                fault = next(
+                    (
+                        f
+                        for f in self._faults
+                        if f.path_contains in request.path and f.method in (None, request.method)
+                    ),
+                    None,
+                )
                 if fault is not None:
                     self._faults.remove(fault)
                 stall = request.path.startswith("/services/data/") and self._stalls > 0
@@ -682,6 +755,9 @@ class FakeSalesforce:
             results = []
             with self.lock:
                 for record in records:
+                    if record["attributes"]["type"] == "Task":
+                        results.append(self._create_task(record))
+                        continue
                     lead_id = next((v for k, v in record.items() if k.lower() == "id"), None)
                     values = self._canonical(record)
                     if request.method == "POST":
@@ -786,6 +862,9 @@ class FakeSalesforce:
             )
             if record_type is None or (sobject is not None and record_type != sobject):
                 raise _RequestError(400, "INVALID_TYPE", "Must send a concrete entity type.")
+            if record_type == "Task" and request.method == "POST":
+                self._check_task_fields(record)
+                continue
             self._check_sobject(record_type)
         return records
 
