@@ -144,7 +144,7 @@ FIELD_LENGTHS: dict[str, int] = {
 }
 
 # A Task's WhoId names a Lead or a Contact; other objects get no Task.
-TASK_WHO_OBJECTS = frozenset({"Lead", "Contact"})
+TASK_WHO_OBJECTS = frozenset({"lead", "contact"})  # API names ignore case
 TASK_FIELD_LENGTHS = {"Subject": 255, "Description": 32000}
 
 PROFILE_SUMMARY = "profile_summary"
@@ -577,12 +577,15 @@ class SalesforceConnector(Connector[SalesforceOptions]):
                             results = self._call(lambda client, c=chunk: self._deliver(client, c))
                             for index, outcome in results.items():
                                 outcomes[index] = outcome
-                    self._log_tasks(batch, items, outcomes)
                 except _BatchFailure as failure:
                     # Stop at the first call-wide failure: the next call would meet it too.
                     for item in items:
                         if outcomes[item.index] is None:
                             outcomes[item.index] = failure.outcome
+                # Also after a failure: records written before it are Delivered and would
+                # not be retried, so their Tasks are logged now (or their outcome becomes
+                # the Task's failure, and the retry writes them again).
+                self._log_tasks(batch, items, outcomes)
         return [
             outcome if outcome is not None else Retryable("no result from Salesforce")
             for outcome in outcomes
@@ -834,7 +837,7 @@ class SalesforceConnector(Connector[SalesforceOptions]):
                 outcomes[item.index] = self._with_task(written, result)
 
     def _logs_tasks(self) -> bool:
-        return self.options.activity_tasks and self.options.object in TASK_WHO_OBJECTS
+        return self.options.activity_tasks and self.options.object.lower() in TASK_WHO_OBJECTS
 
     def _with_task(self, written: Delivered, result: dict[str, Any] | Outcome) -> Outcome:
         if isinstance(result, dict):

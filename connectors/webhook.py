@@ -32,8 +32,9 @@ Outcomes (following the Standard Webhooks "delivery success and failure" section
 Capability URLs (Zapier or Make hooks) carry their secret in the path or query, so the
 URL is shown as scheme and host only, its path and query masked (repr, preview, `connectors
 test` output), and every error text is scrubbed of them, of the signing secrets and of the
-custom header values. Credentials belong in `headers`, whose values are all treated as
-secrets, and `user:password@` URLs are refused.
+custom header values. The host is shown: an endpoint whose secret is its host name
+(Pipedream's `<id>.m.pipedream.net`) is printed in full. Credentials belong in `headers`,
+whose values are all treated as secrets, and `user:password@` URLs are refused.
 """
 
 from __future__ import annotations

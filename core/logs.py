@@ -32,12 +32,13 @@ class JsonFormatter(logging.Formatter):
 
 
 class LineHandler(logging.StreamHandler):  # type: ignore[type-arg]
-    """Writes each record as one `os.write` of a whole line, formatted outside any lock.
+    """Formats each record outside the handler lock, then writes the line in one go.
 
     The stock handler formats and writes under one lock per handler, so with a log line
     per request the receiver's threads queued behind each other's formatting (the ingest
-    profile showed the lock's release among its costliest calls). One `write` of a line
-    to a pipe or an append-mode file is not interleaved with other writers' lines.
+    profile showed the lock's release among its costliest calls). Only the write is
+    locked here: a line longer than a pipe's atomic write (4 KiB) must not be torn by
+    another thread's line.
     """
 
     def handle(self, record: logging.LogRecord) -> bool:
@@ -46,11 +47,14 @@ class LineHandler(logging.StreamHandler):  # type: ignore[type-arg]
         try:
             fd = self.stream.fileno()
         except (AttributeError, OSError, ValueError):
-            return super().handle(record)  # a stream without a file (tests capture stderr)
+            with self.lock:  # a stream without a file (tests capture stderr)
+                self.emit(record)
+            return True
         try:
-            data = (self.format(record) + "\n").encode("utf-8", "replace")
-            while data:
-                data = data[os.write(fd, data) :]
+            data = (self.format(record) + self.terminator).encode("utf-8", "backslashreplace")
+            with self.lock:
+                while data:
+                    data = data[os.write(fd, data) :]
         except Exception:
             self.handleError(record)
         return True

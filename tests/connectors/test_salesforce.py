@@ -27,6 +27,7 @@ from leadrelay.connectors.registry import connector_class
 from leadrelay.connectors.salesforce import (
     SalesforceConnector,
     SalesforceOptions,
+    _BatchFailure,
     cut,
     utf16_len,
 )
@@ -536,6 +537,32 @@ def test_a_failed_task_call_is_retried_without_a_second_lead(
     [lead] = fake.find(EXT, "email:jane@example.com")
     assert len(fake.leads) == 1
     assert len(fake.tasks_of(lead["Id"])) == 1
+
+
+def test_a_lead_written_before_a_failed_call_still_gets_its_task(
+    fake: FakeSalesforce, connect: Connect, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # Two activities of one lead go out in two rounds; the second round's call fails.
+    connector = connect()
+    deliver = connector._deliver
+    rounds: list[int] = []
+
+    def second_round_fails(client: Salesforce, chunk: Any) -> Any:
+        rounds.append(len(chunk))
+        if len(rounds) == 2:
+            raise _BatchFailure(Retryable("Salesforce answered 503"))
+        return deliver(client, chunk)
+
+    monkeypatch.setattr(connector, "_deliver", second_round_fails)
+
+    first, second = connector.send([star(), star()])
+
+    [lead] = fake.find(EXT, "email:jane@example.com")
+    assert rounds == [1, 1]
+    assert isinstance(first, Delivered)
+    assert "logged Task" in first.detail
+    assert len(fake.tasks_of(lead["Id"])) == 1
+    assert second == Retryable("Salesforce answered 503")
 
 
 def test_an_archived_lead_gets_no_task(fake: FakeSalesforce, connect: Connect) -> None:

@@ -5,7 +5,9 @@ from __future__ import annotations
 import io
 import json
 import logging
+import os
 import threading
+import time
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -81,6 +83,44 @@ def test_lines_from_many_threads_are_never_interleaved(
             worker.join(timeout=60)
 
     records = [json.loads(line) for line in path.read_text().splitlines()]
+    assert sorted((r["thread"], r["n"]) for r in records) == [
+        (t, n) for t in range(threads) for n in range(per_thread)
+    ]
+
+
+def test_long_lines_through_a_slow_pipe_are_never_torn(logger: logging.Logger) -> None:
+    # Longer than a pipe's atomic write (4 KiB), read slowly: each write blocks part-way,
+    # and another thread's line must not land in the middle.
+    read_end, write_end = os.pipe()
+    received = bytearray()
+
+    def read_slowly() -> None:
+        with os.fdopen(read_end, "rb", buffering=0) as pipe:
+            while chunk := pipe.read(1024):
+                received.extend(chunk)
+                time.sleep(0.0005)
+
+    reader = threading.Thread(target=read_slowly)
+    reader.start()
+    threads, per_thread = 4, 10
+    with os.fdopen(write_end, "w") as stream:
+        attach(logger, stream)
+        workers = [
+            threading.Thread(
+                target=lambda t=t: [
+                    logger.info("long", extra=fields(thread=t, n=n, padding="y" * 20_000))
+                    for n in range(per_thread)
+                ]
+            )
+            for t in range(threads)
+        ]
+        for worker in workers:
+            worker.start()
+        for worker in workers:
+            worker.join(timeout=60)
+    reader.join(timeout=60)
+
+    records = [json.loads(line) for line in received.decode().splitlines()]
     assert sorted((r["thread"], r["n"]) for r in records) == [
         (t, n) for t in range(threads) for n in range(per_thread)
     ]
