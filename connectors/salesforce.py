@@ -645,12 +645,7 @@ class SalesforceConnector(Connector[SalesforceOptions]):
         }
 
     def check_connection(self) -> None:
-        path = f"sobjects/{self.options.object}/describe"
-        with self._lock:
-            try:
-                describe = self._call(lambda client: client.restful(path)) or {}
-            except _BatchFailure as failure:
-                raise ConnectionCheckFailed(getattr(failure.outcome, "error", "failed")) from None
+        describe = self._describe(self.options.object)
         fields = {f["name"].lower(): f for f in describe.get("fields", [])}
         problems = []
         if not describe.get("createable") or not describe.get("updateable"):
@@ -669,8 +664,21 @@ class SalesforceConnector(Connector[SalesforceOptions]):
                 f"{self.options.object} has no field(s) {', '.join(unknown)}; "
                 "fix them or drop them with field_map: {Field: null}"
             )
+        if self._logs_tasks() and not self._describe("Task").get("createable"):
+            problems.append(
+                "this user cannot create Task records, which activity events log; grant "
+                "Create on Task or set activity_tasks: false"
+            )
         if problems:
             raise ConnectionCheckFailed("; ".join(problems))
+
+    def _describe(self, sobject: str) -> dict[str, Any]:
+        path = f"sobjects/{sobject}/describe"
+        with self._lock:
+            try:
+                return self._call(lambda client: client.restful(path)) or {}
+            except _BatchFailure as failure:
+                raise ConnectionCheckFailed(getattr(failure.outcome, "error", "failed")) from None
 
     def close(self) -> None:
         self._http.close()

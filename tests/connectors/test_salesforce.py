@@ -915,6 +915,17 @@ def test_check_connection_names_the_problem(fake: FakeSalesforce, connect: Conne
         connect(password="wrong").check_connection()
 
 
+def test_check_connection_asks_for_task_rights_only_when_tasks_are_logged(
+    fake: FakeSalesforce, connect: Connect
+) -> None:
+    fake.tasks_createable = False
+
+    with pytest.raises(ConnectionCheckFailed, match="cannot create Task records"):
+        connect().check_connection()
+    connect(activity_tasks=False).check_connection()
+    assert [c.path for c in fake.data_calls("GET", "/describe")][-1].endswith("Lead/describe")
+
+
 # -- secrets and options ---------------------------------------------------------------
 
 

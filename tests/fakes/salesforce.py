@@ -316,6 +316,7 @@ class FakeSalesforce:
         self._rejections: dict[str, dict[str, Any]] = {}  # lower-cased email -> error
         self.tasks: dict[str, dict[str, Any]] = {}  # Id -> Task record
         self._task_rejection: dict[str, Any] | None = None
+        self.tasks_createable = True  # what Task's describe says about this user
         self.app = self._build_app()
 
     # -- controls for tests -------------------------------------------------------------
@@ -673,6 +674,15 @@ class FakeSalesforce:
 
         @app.get("/services/data/<version>/sobjects/<sobject>/describe")
         def describe(version: str, sobject: str) -> Any:
+            if sobject == "Task":
+                return jsonify(
+                    name="Task",
+                    label="Task",
+                    createable=self.tasks_createable,
+                    updateable=self.tasks_createable,
+                    queryable=True,
+                    fields=[{"name": name} for name in sorted(_TASK_FIELDS)],
+                )
             self._check_sobject(sobject)
             return jsonify(
                 name="Lead",
