@@ -836,9 +836,8 @@ class SalesforceConnector(Connector[SalesforceOptions]):
             except _BatchFailure as failure:
                 results = [failure.outcome] * len(chunk)
             if not isinstance(results, list) or len(results) != len(chunk):
-                results = [Retryable("Salesforce answered the Task creation incompletely")] * len(
-                    chunk
-                )
+                incomplete = Retryable("Salesforce answered the Task creation incompletely")
+                results = [incomplete] * len(chunk)
             for item, result in zip(chunk, results, strict=True):
                 written = outcomes[item.index]
                 assert isinstance(written, Delivered)

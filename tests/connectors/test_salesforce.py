@@ -539,6 +539,17 @@ def test_a_failed_task_call_is_retried_without_a_second_lead(
     assert len(fake.tasks_of(lead["Id"])) == 1
 
 
+def test_an_incomplete_answer_to_the_task_call_is_retryable(
+    fake: FakeSalesforce, connect: Connect
+) -> None:
+    fake.fail_next(200, {"hasErrors": False}, path_contains="/composite/sobjects", method="POST")
+
+    outcome = _only(connect().send([star()]))
+
+    assert outcome == Retryable("Salesforce answered the Task creation incompletely")
+    assert fake.tasks == {}
+
+
 def test_a_lead_written_before_a_failed_call_still_gets_its_task(
     fake: FakeSalesforce, connect: Connect, monkeypatch: pytest.MonkeyPatch
 ) -> None:
