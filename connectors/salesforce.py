@@ -435,7 +435,6 @@ def task_record(event: LeadEvent, who_id: str) -> dict[str, Any]:
     ]
     when = event.occurred_at or event.received_at
     return {
-        "attributes": {"type": "Task"},
         "WhoId": who_id,
         "Subject": cut(activity_label(activity.kind), TASK_FIELD_LENGTHS["Subject"]),
         "Description": cut("\n".join(filter(None, details)), TASK_FIELD_LENGTHS["Description"]),
@@ -598,8 +597,8 @@ class SalesforceConnector(Connector[SalesforceOptions]):
             written_id = f"<Id of the {self.options.object} written above>"
             plan["then_log_task"] = {
                 "method": "POST",
-                "path": f"/services/data/v{self.options.api_version}/composite/sobjects",
-                "body": {"allOrNone": False, "records": [task_record(event, written_id)]},
+                "path": self._api_path(COLLECTIONS_PATH),
+                "body": self._collection_body([task_record(event, written_id)], "Task"),
             }
         return plan
 
@@ -607,8 +606,7 @@ class SalesforceConnector(Connector[SalesforceOptions]):
         prepared = self._prepare(0, event)
         if not isinstance(prepared, _Item):
             return {"action": "skip", "reason": getattr(prepared, "reason", "")}
-        base = f"/services/data/v{self.options.api_version}"
-        collections = f"{base}/composite/sobjects"
+        collections = self._api_path(COLLECTIONS_PATH)
         if self.options.external_id_field and not prepared.archive:
             return {
                 "action": "upsert",
@@ -616,7 +614,11 @@ class SalesforceConnector(Connector[SalesforceOptions]):
                 "path": f"{collections}/{self.options.object}/{self.options.external_id_field}",
                 "body": self._collection_body([prepared.record]),
             }
-        lookup = {"method": "GET", "path": f"{base}/query", "q": self._lookup_soql([prepared])}
+        lookup = {
+            "method": "GET",
+            "path": self._api_path("query"),
+            "q": self._lookup_soql([prepared]),
+        }
         found_id = f"<Id of the {self.options.object} found>"
         if prepared.archive:
             return {
@@ -735,8 +737,14 @@ class SalesforceConnector(Connector[SalesforceOptions]):
     def _archive_record(self, record_id: str) -> dict[str, Any]:
         return {"id": record_id, "Status": self.options.archive_status}
 
-    def _collection_body(self, records: Sequence[dict[str, Any]]) -> dict[str, Any]:
-        typed = [{"attributes": {"type": self.options.object}, **record} for record in records]
+    def _api_path(self, path: str) -> str:
+        return f"/services/data/v{self.options.api_version}/{path}"
+
+    def _collection_body(
+        self, records: Sequence[dict[str, Any]], sobject: str | None = None
+    ) -> dict[str, Any]:
+        kind = sobject or self.options.object
+        typed = [{"attributes": {"type": kind}, **record} for record in records]
         return {"allOrNone": False, "records": typed}
 
     def _identity_field(self) -> str:
@@ -766,7 +774,7 @@ class SalesforceConnector(Connector[SalesforceOptions]):
             upserting = self.options.external_id_field and not item.archive
             (upserts if upserting else matched).append(item)
         if upserts:
-            path = f"composite/sobjects/{self.options.object}/{self.options.external_id_field}"
+            path = f"{COLLECTIONS_PATH}/{self.options.object}/{self.options.external_id_field}"
             outcomes.update(
                 self._collection(client, "PATCH", path, upserts, [i.record for i in upserts])
             )
@@ -793,7 +801,7 @@ class SalesforceConnector(Connector[SalesforceOptions]):
                 self._collection(
                     client,
                     "PATCH",
-                    "composite/sobjects",
+                    COLLECTIONS_PATH,
                     [u[0] for u in updates],
                     [u[1] for u in updates],
                 )
@@ -801,7 +809,7 @@ class SalesforceConnector(Connector[SalesforceOptions]):
         if creates:
             outcomes.update(
                 self._collection(
-                    client, "POST", "composite/sobjects", creates, [i.record for i in creates]
+                    client, "POST", COLLECTIONS_PATH, creates, [i.record for i in creates]
                 )
             )
         return outcomes
@@ -828,16 +836,15 @@ class SalesforceConnector(Connector[SalesforceOptions]):
         ]
         for chunk in _chunks(pending, COLLECTION_LIMIT):
             records = [task_record(batch[item.index], item.record_id or "") for item in chunk]
-            body = json.dumps({"allOrNone": False, "records": records})
+            results: Sequence[dict[str, Any] | Outcome]
             try:
                 results = self._call(
-                    lambda client, b=body: client.restful(COLLECTIONS_PATH, method="POST", data=b)
+                    lambda client, r=records: self._send_records(
+                        client, "POST", COLLECTIONS_PATH, r, "Task"
+                    )
                 )
             except _BatchFailure as failure:
                 results = [failure.outcome] * len(chunk)
-            if not isinstance(results, list) or len(results) != len(chunk):
-                incomplete = Retryable("Salesforce answered the Task creation incompletely")
-                results = [incomplete] * len(chunk)
             for item, result in zip(chunk, results, strict=True):
                 written = outcomes[item.index]
                 assert isinstance(written, Delivered)
@@ -850,7 +857,7 @@ class SalesforceConnector(Connector[SalesforceOptions]):
         if isinstance(result, dict):
             if result.get("success"):
                 return Delivered(f"{written.detail}; logged Task {result.get('id')}")
-            result = self._outcome_for(_error_details((result.get("errors") or [{}])[0]), None)
+            result = self._record_failure(result)
         if isinstance(result, Permanent):
             return Permanent(f"{written.detail}, but Salesforce refused its Task: {result.error}")
         return result
@@ -875,19 +882,31 @@ class SalesforceConnector(Connector[SalesforceOptions]):
         items: Sequence[_Item],
         records: Sequence[dict[str, Any]],
     ) -> dict[int, Outcome]:
-        body = json.dumps(self._collection_body(records))
+        results = self._send_records(client, method, path, records)
+        return {
+            item.index: self._record_outcome(item, result, method)
+            for item, result in zip(items, results, strict=True)
+        }
+
+    def _send_records(
+        self,
+        client: Salesforce,
+        method: str,
+        path: str,
+        records: Sequence[dict[str, Any]],
+        sobject: str | None = None,
+    ) -> list[dict[str, Any]]:
+        """One sObject Collections call; its per-record results, one per record."""
+        body = json.dumps(self._collection_body(records, sobject))
         results = client.restful(path, method=method, data=body)
-        if not isinstance(results, list) or len(results) != len(items):
+        if not isinstance(results, list) or len(results) != len(records):
             raise _BatchFailure(
                 Retryable(
                     f"Salesforce answered {path} with {len(results or [])} results "
-                    f"for {len(items)} records"
+                    f"for {len(records)} records"
                 )
             )
-        outcomes: dict[int, Outcome] = {}
-        for item, result in zip(items, results, strict=True):
-            outcomes[item.index] = self._record_outcome(item, result, method)
-        return outcomes
+        return results
 
     def _record_outcome(self, item: _Item, result: dict[str, Any], method: str) -> Outcome:
         if result.get("success"):
@@ -899,9 +918,12 @@ class SalesforceConnector(Connector[SalesforceOptions]):
             else:
                 verb = "created" if method == "POST" else "updated"
             return Delivered(f"{verb} {self.options.object} {result.get('id')}")
+        return self._record_failure(result)
+
+    def _record_failure(self, result: dict[str, Any]) -> Outcome:
+        """The outcome of a record Salesforce refused, from its first error."""
         errors = result.get("errors") or [{}]
-        detail = _error_details(errors[0])
-        return self._outcome_for(detail, status=None)
+        return self._outcome_for(_error_details(errors[0]), status=None)
 
     def _outcome_for(self, detail: _ErrorDetail, status: int | None) -> Outcome:
         text = self._scrub(detail.text() if status is None else f"HTTP {status}: {detail.text()}")

@@ -546,7 +546,9 @@ def test_an_incomplete_answer_to_the_task_call_is_retryable(
 
     outcome = _only(connect().send([star()]))
 
-    assert outcome == Retryable("Salesforce answered the Task creation incompletely")
+    assert outcome == Retryable(
+        "Salesforce answered composite/sobjects with 1 results for 1 records"
+    )
     assert fake.tasks == {}
 
 
