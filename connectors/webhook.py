@@ -189,9 +189,9 @@ class WebhookConnector(Connector[WebhookOptions]):
             *(secret.get_secret_value() for secret in options.secrets),
             *(value.get_secret_value() for value in options.headers.values()),
         ]
-        target = urlsplit(options.url)._replace(scheme="", netloc="", fragment="").geturl()
-        if target not in ("", "/"):
-            self._secret_values.append(target)
+        capability = _capability_part(options.url)
+        if capability:
+            self._secret_values.append(capability)
         self.disable_requested: str | None = None
 
     # -- Connector API -------------------------------------------------------------------
@@ -350,10 +350,16 @@ class WebhookConnector(Connector[WebhookOptions]):
 
 def masked_url(url: str) -> str:
     """`url` with its path and query masked: what may be shown of a capability URL."""
-    parts = urlsplit(url)
-    if parts.path in ("", "/") and not parts.query:
+    if not _capability_part(url):
         return url
+    parts = urlsplit(url)
     return f"{parts.scheme}://{parts.netloc}/{MASK}"
+
+
+def _capability_part(url: str) -> str:
+    """Path and query, where capability URLs keep their secret; "" when there are none."""
+    target = urlsplit(url)._replace(scheme="", netloc="", fragment="").geturl()
+    return "" if target in ("", "/") else target
 
 
 def _read_prefix(response: requests.Response, limit: int) -> bytes:
