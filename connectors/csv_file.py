@@ -35,7 +35,6 @@ from __future__ import annotations
 
 import csv
 import errno
-import fcntl
 import io
 import logging
 import os
@@ -59,6 +58,7 @@ from leadrelay.connectors.base import (
     Retryable,
 )
 from leadrelay.core.schema import LeadEvent
+from leadrelay.core.write_lock import flock_until
 
 logger = logging.getLogger(__name__)
 
@@ -420,22 +420,14 @@ class _FlockGuard:
     def __enter__(self) -> _FlockGuard:
         fd = os.open(self.lock_path, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, _FILE_MODE)
         deadline = time.monotonic() + self.timeout
-        pause = 0.002
-        while True:
-            try:
-                fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-                break
-            except BlockingIOError:
-                if time.monotonic() >= deadline:
-                    os.close(fd)
-                    raise LockTimeout(
-                        f"another process held {self.lock_path} for over {self.timeout:g}s"
-                    ) from None
-                time.sleep(pause)
-                pause = min(pause * 2, 0.05)
-            except OSError:
-                os.close(fd)
-                raise
+        try:
+            acquired = flock_until(fd, deadline, first_pause=0.002, max_pause=0.05)
+        except OSError:
+            os.close(fd)
+            raise
+        if not acquired:
+            os.close(fd)
+            raise LockTimeout(f"another process held {self.lock_path} for over {self.timeout:g}s")
         self.fd = fd
         return self
 

@@ -54,8 +54,10 @@ class WriteLock:
             if not self._opened:
                 self._open()
             fd = self._fd
-            if fd is not None:
-                _flock_until(fd, deadline)
+            if fd is not None and not flock_until(
+                fd, deadline, first_pause=_FIRST_POLL_S, max_pause=_MAX_POLL_S
+            ):
+                raise WriteLockTimeout("another process held the database")
             try:
                 yield
             finally:
@@ -96,14 +98,19 @@ def _reset_in_child(ref: weakref.ref[WriteLock]) -> None:
     lock._opened = False
 
 
-def _flock_until(fd: int, deadline: float) -> None:
-    pause = _FIRST_POLL_S
+def flock_until(fd: int, deadline: float, *, first_pause: float, max_pause: float) -> bool:
+    """Take an exclusive flock on `fd`, polling with doubling pauses; False at `deadline`.
+
+    Polled rather than blocking, because a blocked flock cannot be given a timeout.
+    Shared with the CSV connector's sidecar lock.
+    """
+    pause = first_pause
     while True:
         try:
             fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-            return
+            return True
         except BlockingIOError:
             if time.monotonic() >= deadline:
-                raise WriteLockTimeout("another process held the database") from None
+                return False
             time.sleep(pause)
-            pause = min(pause * 2, _MAX_POLL_S)
+            pause = min(pause * 2, max_pause)
