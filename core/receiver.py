@@ -58,8 +58,13 @@ def json_response(status: int, body: dict[str, Any]) -> Response:
     return Response(json.dumps(body), status=status, mimetype="application/json")
 
 
+def error_body(code: str, message: str) -> dict[str, str]:
+    """Every error answer's body (DESIGN.md: a code and a human message)."""
+    return {"error": code, "message": message}
+
+
 def error_response(status: int, code: str, message: str) -> Response:
-    return json_response(status, {"error": code, "message": message})
+    return json_response(status, error_body(code, message))
 
 
 def parse_json_object(body: bytes) -> dict[str, Any]:
@@ -235,7 +240,7 @@ def record_for(
 
 
 def _unknown_source(source: str) -> dict[str, str]:
-    return {"error": "unknown_source", "message": f"no source named {source!r}"}
+    return error_body("unknown_source", f"no source named {source!r}")
 
 
 def _sha256(data: bytes) -> str:
@@ -332,12 +337,10 @@ def create_app(config: Config, store: Store, *, ingestor: Ingestor | None = None
         except RequestEntityTooLarge:
             limit = config.server.max_body_bytes
             return _answer(
-                source,
-                413,
-                {"error": "payload_too_large", "message": f"body exceeds {limit} bytes"},
+                source, 413, error_body("payload_too_large", f"body exceeds {limit} bytes")
             )
         except ApiError as exc:
-            return _answer(source, exc.status, {"error": exc.code, "message": exc.message})
+            return _answer(source, exc.status, error_body(exc.code, exc.message))
 
     def _receive(source: str) -> tuple[int, dict[str, Any]]:
         source_config = config.sources[source]

@@ -16,7 +16,7 @@ from flask import Flask
 
 from leadrelay.core.config import Config
 from leadrelay.core.logs import fields
-from leadrelay.core.receiver import Ingestor, create_app
+from leadrelay.core.receiver import create_app
 from leadrelay.core.store import Store
 from leadrelay.core.worker import Worker
 
@@ -35,8 +35,7 @@ class Runtime:
     @classmethod
     def build(cls, config: Config, *, store: Store | None = None) -> Runtime:
         store = store or Store(config.store)
-        ingestor = Ingestor(store)
-        return cls(config=config, store=store, app=create_app(config, store, ingestor=ingestor))
+        return cls(config=config, store=store, app=create_app(config, store))
 
     def start_worker(self) -> Worker:
         if self.worker is None:

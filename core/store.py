@@ -371,16 +371,12 @@ class Store:
         keys_by_source: dict[str, list[str]] = {}
         for r in records:
             keys_by_source.setdefault(r.source, []).append(r.idempotency_key)
-        existing = {
-            (source, row[0])
-            for source, keys in keys_by_source.items()
-            for start in range(0, len(keys), _KEYS_PER_LOOKUP)
-            for row in driver_execute(
-                conn,
-                _existing_keys_sql(len(keys[start : start + _KEYS_PER_LOOKUP])),
-                (source, *keys[start : start + _KEYS_PER_LOOKUP]),
-            )
-        }
+        existing: set[tuple[str, str]] = set()
+        for source, keys in keys_by_source.items():
+            for start in range(0, len(keys), _KEYS_PER_LOOKUP):
+                chunk = keys[start : start + _KEYS_PER_LOOKUP]
+                rows = driver_execute(conn, _existing_keys_sql(len(chunk)), (source, *chunk))
+                existing.update((source, row[0]) for row in rows)
         fresh = [n for n, r in enumerate(records) if (r.source, r.idempotency_key) not in existing]
         if fresh:
             self._insert_dedup_keys.execute(conn, [key_rows[n] for n in fresh])
