@@ -27,7 +27,7 @@ from typing import IO, Any
 import requests
 import yaml
 
-from leadrelay.core.providers import PROVIDERS
+from leadrelay.core.ingest.providers import PROVIDERS
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
 BIN = Path(sys.executable).parent
@@ -342,8 +342,8 @@ def preload_events(
     config: Any, store: Any, count: int, *, tag: str, event: str = "lead.created"
 ) -> int:
     """Store `count` events with their deliveries, as the receiver would, in groups of 500."""
-    from leadrelay.core.receiver import record_for
-    from leadrelay.core.store import utcnow
+    from leadrelay.core.ingest.receiver import record_for
+    from leadrelay.core.store.store import utcnow
 
     provider = PROVIDERS[SOURCE]
     records = []

@@ -34,8 +34,8 @@ from benchmarks.common import (
     sqlite_counts,
     write_config,
 )
-from leadrelay.core.config import load_config
-from leadrelay.core.store import Store
+from leadrelay.core.app.config import load_config
+from leadrelay.core.store.store import Store
 from tests.fakes.hubspot import FakeHubSpot, RateLimit
 from tests.fakes.server import serve
 

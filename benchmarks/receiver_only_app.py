@@ -13,9 +13,9 @@ from __future__ import annotations
 import os
 
 from leadrelay.core import logs
-from leadrelay.core.config import load_config
-from leadrelay.core.receiver import Ingestor, create_app
-from leadrelay.core.store import IncomingEvent, IngestResult, Store
+from leadrelay.core.app.config import load_config
+from leadrelay.core.ingest.receiver import Ingestor, create_app
+from leadrelay.core.store.store import IncomingEvent, IngestResult, Store
 
 
 class _NoCommit(Ingestor):

@@ -26,8 +26,8 @@ from benchmarks.common import (
     write_config,
 )
 from benchmarks.recorder import recording_server
-from leadrelay.core.config import load_config
-from leadrelay.core.store import Store
+from leadrelay.core.app.config import load_config
+from leadrelay.core.store.store import Store
 
 DESTINATION_DELAY_S = 0.050
 WORKER_COUNTS = (1, 2, 4)

@@ -48,7 +48,7 @@ from typing import Any, ClassVar, Literal
 
 from pydantic import Field, field_validator
 
-from leadrelay.connectors.base import (
+from leadrelay.core.delivery.contract import (
     ConnectionCheckFailed,
     Connector,
     ConnectorOptions,
@@ -58,7 +58,7 @@ from leadrelay.connectors.base import (
     Retryable,
 )
 from leadrelay.core.schema import LeadEvent
-from leadrelay.core.write_lock import flock_until
+from leadrelay.core.store.write_lock import flock_until
 
 logger = logging.getLogger(__name__)
 

@@ -98,7 +98,7 @@ from simple_salesforce.exceptions import (
 )
 from simple_salesforce.login import token_login
 
-from leadrelay.connectors.base import (
+from leadrelay.core.delivery.contract import (
     ConnectionCheckFailed,
     Connector,
     CrmOptions,

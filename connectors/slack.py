@@ -43,7 +43,7 @@ from slack_sdk import WebClient
 from slack_sdk.errors import SlackApiError, SlackClientError
 from slack_sdk.webhook import WebhookClient
 
-from leadrelay.connectors.base import (
+from leadrelay.core.delivery.contract import (
     ConnectionCheckFailed,
     Connector,
     ConnectorOptions,

@@ -54,7 +54,7 @@ import requests
 from pydantic import ConfigDict, Field, SecretStr, field_validator
 from pydantic_core import PydanticSerializationError
 
-from leadrelay.connectors.base import (
+from leadrelay.core.delivery.contract import (
     MASK,
     ConnectionCheckFailed,
     Connector,

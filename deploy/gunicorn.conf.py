@@ -24,7 +24,7 @@ _metrics_dir = os.environ.setdefault(
 shutil.rmtree(_metrics_dir, ignore_errors=True)
 os.makedirs(_metrics_dir, exist_ok=True)
 
-from leadrelay.core.server import gunicorn_options  # noqa: E402
+from leadrelay.core.app.server import gunicorn_options  # noqa: E402
 
 _options = gunicorn_options(
     bind=os.environ.get("LEADRELAY_BIND", "0.0.0.0:8000"),
@@ -33,15 +33,15 @@ _options = gunicorn_options(
     timeout=int(os.environ.get("LEADRELAY_TIMEOUT", "10")),
 )
 globals().update(_options)
-wsgi_app = "leadrelay.core.wsgi:app"
+wsgi_app = "leadrelay.core.app.wsgi:app"
 
 _RUN_WORKER = os.environ.get("LEADRELAY_WORKER", "1") not in ("0", "false", "no")
 
 
 def on_starting(server):
     # The schema migrated once, before forking.
-    from leadrelay.core.config import load_config
-    from leadrelay.core.store import Store
+    from leadrelay.core.app.config import load_config
+    from leadrelay.core.store.store import Store
 
     store = Store(load_config().store)
     store.migrate()
@@ -50,13 +50,13 @@ def on_starting(server):
 
 def post_worker_init(worker):
     if _RUN_WORKER:
-        from leadrelay.core.wsgi import runtime
+        from leadrelay.core.app.wsgi import runtime
 
         runtime.start_worker()
 
 
 def worker_exit(server, worker):
-    from leadrelay.core.wsgi import runtime
+    from leadrelay.core.app.wsgi import runtime
 
     runtime.stop()
 

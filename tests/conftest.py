@@ -12,12 +12,12 @@ from typing import Any
 
 import pytest
 
-from leadrelay.connectors.registry import BUILTIN_CONNECTORS
-from leadrelay.core.config import Config, parse_config
-from leadrelay.core.providers import PROVIDERS
-from leadrelay.core.providers.base import ParseResult
-from leadrelay.core.receiver import record_for
-from leadrelay.core.store import IncomingEvent, Store, utcnow
+from leadrelay.core.delivery.registry import BUILTIN_CONNECTORS
+from leadrelay.core.app.config import Config, parse_config
+from leadrelay.core.ingest.providers import PROVIDERS
+from leadrelay.core.ingest.providers.base import ParseResult
+from leadrelay.core.ingest.receiver import record_for
+from leadrelay.core.store.store import IncomingEvent, Store, utcnow
 from tests.recording import RecordingConnector
 
 BUILTIN_CONNECTORS.setdefault("recording", "tests.recording:RecordingConnector")

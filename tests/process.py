@@ -47,7 +47,7 @@ def connectors_command() -> list[str]:
     script = Path(sys.executable).with_name("connectors")
     if script.exists():
         return [str(script)]
-    return [sys.executable, "-m", "leadrelay.core.cli"]
+    return [sys.executable, "-m", "leadrelay.core.app.cli"]
 
 
 def write_config(path: Path, data: dict[str, Any]) -> Path:

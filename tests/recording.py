@@ -7,7 +7,7 @@ from collections import defaultdict
 from collections.abc import Callable, Sequence
 from typing import Any, ClassVar
 
-from leadrelay.connectors.base import Connector, ConnectorOptions, Delivered, Outcome
+from leadrelay.core.delivery.contract import Connector, ConnectorOptions, Delivered, Outcome
 from leadrelay.core.schema import LeadEvent
 
 

@@ -19,7 +19,7 @@ import subprocess
 from collections.abc import Sequence
 from typing import Any
 
-from leadrelay.core.providers import jsjson
+from leadrelay.core.ingest.providers import jsjson
 
 NODE = shutil.which("node")
 NODE_MISSING_REASON = "Node.js is not installed: cannot compare with the real JSON.stringify"

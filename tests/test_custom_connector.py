@@ -7,9 +7,9 @@ from pathlib import Path
 
 import pytest
 
-from leadrelay.connectors.base import Delivered
-from leadrelay.connectors.registry import available_types, connector_class
-from leadrelay.core.config import parse_config
+from leadrelay.core.delivery.contract import Delivered
+from leadrelay.core.delivery.registry import available_types, connector_class
+from leadrelay.core.app.config import parse_config
 from tests.factories import make_event
 
 EXAMPLE = Path(__file__).resolve().parents[1] / "examples" / "custom_connector"
@@ -50,7 +50,7 @@ def test_plugin_is_listed_and_loaded_from_yaml(tmp_path: Path) -> None:
 
 
 def test_unknown_type_is_a_config_error_naming_the_key() -> None:
-    from leadrelay.core.config import ConfigError
+    from leadrelay.core.app.config import ConfigError
 
     with pytest.raises(ConfigError) as info:
         parse_config({"connectors": {"lake": {"type": "nope"}}}, "c.yaml", env={})

@@ -10,7 +10,7 @@ import pytest
 import requests
 from pydantic import SecretStr, ValidationError
 
-from leadrelay.connectors.base import (
+from leadrelay.core.delivery.contract import (
     ConnectionCheckFailed,
     Delivered,
     Permanent,
@@ -26,7 +26,7 @@ from leadrelay.connectors.hubspot import (
     _rate_limit_wait,
     _Reply,
 )
-from leadrelay.connectors.registry import connector_class
+from leadrelay.core.delivery.registry import connector_class
 from leadrelay.core.schema import Activity
 from tests.factories import make_event
 from tests.fakes.hubspot import READ_SCOPE, WRITE_SCOPE, FakeHubSpot, RateLimit

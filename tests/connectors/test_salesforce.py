@@ -15,7 +15,7 @@ from pydantic import ValidationError
 from simple_salesforce import Salesforce
 from simple_salesforce.exceptions import SalesforceMalformedRequest
 
-from leadrelay.connectors.base import (
+from leadrelay.core.delivery.contract import (
     ConnectionCheckFailed,
     Delivered,
     Permanent,
@@ -23,7 +23,7 @@ from leadrelay.connectors.base import (
     Retryable,
     Skipped,
 )
-from leadrelay.connectors.registry import connector_class
+from leadrelay.core.delivery.registry import connector_class
 from leadrelay.connectors.salesforce import (
     SalesforceConnector,
     SalesforceOptions,

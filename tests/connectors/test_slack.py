@@ -11,14 +11,14 @@ from typing import Any
 import pytest
 from pydantic import ValidationError
 
-from leadrelay.connectors.base import (
+from leadrelay.core.delivery.contract import (
     ConnectionCheckFailed,
     Delivered,
     Permanent,
     RateLimited,
     Retryable,
 )
-from leadrelay.connectors.registry import connector_class
+from leadrelay.core.delivery.registry import connector_class
 from leadrelay.connectors.slack import SlackConnector, SlackOptions, build_message, fit
 from leadrelay.core.schema import Activity
 from tests.factories import make_event

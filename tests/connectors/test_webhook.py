@@ -22,14 +22,14 @@ from flask import Flask, Response, request
 from pydantic import ValidationError
 from standardwebhooks.webhooks import Webhook, WebhookVerificationError
 
-from leadrelay.connectors.base import (
+from leadrelay.core.delivery.contract import (
     ConnectionCheckFailed,
     Delivered,
     Permanent,
     RateLimited,
     Retryable,
 )
-from leadrelay.connectors.registry import connector_class
+from leadrelay.core.delivery.registry import connector_class
 from leadrelay.connectors.webhook import (
     DEFAULT_RATE_LIMIT_DELAY,
     ERROR_BODY_CHARS,
@@ -38,7 +38,7 @@ from leadrelay.connectors.webhook import (
     WebhookConnector,
     WebhookOptions,
 )
-from leadrelay.core.config import ConfigError, parse_config
+from leadrelay.core.app.config import ConfigError, parse_config
 from leadrelay.core.schema import LEAD_EVENT_TYPES, Activity, LeadEvent
 from tests.factories import make_event
 from tests.fakes.server import serve

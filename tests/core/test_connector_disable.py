@@ -10,10 +10,10 @@ import pytest
 from click.testing import CliRunner
 from flask import Flask, Response, request
 
-from leadrelay.core.cli import main
-from leadrelay.core.receiver import create_app
-from leadrelay.core.store import DeliveryFilter, Store
-from leadrelay.core.worker import Worker
+from leadrelay.core.app.cli import main
+from leadrelay.core.ingest.receiver import create_app
+from leadrelay.core.store.store import DeliveryFilter, Store
+from leadrelay.core.delivery.worker import Worker
 from tests.conftest import config_dict, gitleads_body, make_config, migrated_store, signed_headers
 from tests.fakes.server import serve
 from tests.process import write_config
@@ -149,6 +149,6 @@ def test_retryable_answer_is_retried_on_schedule_through_the_engine(
 
 
 def store_now():
-    from leadrelay.core.store import utcnow
+    from leadrelay.core.store.store import utcnow
 
     return utcnow()

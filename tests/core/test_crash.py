@@ -18,7 +18,7 @@ from pathlib import Path
 
 import requests
 
-from leadrelay.core.store import DeliveryFilter, Store
+from leadrelay.core.store.store import DeliveryFilter, Store
 from tests.conftest import SECRETS, gitleads_body, signed_headers
 from tests.process import ServeProcess, free_port, write_config
 

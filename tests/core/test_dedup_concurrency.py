@@ -13,8 +13,8 @@ from typing import Any
 import pytest
 import requests
 
-from leadrelay.core.receiver import create_app
-from leadrelay.core.store import DeliveryFilter, EventFilter, Store
+from leadrelay.core.ingest.receiver import create_app
+from leadrelay.core.store.store import DeliveryFilter, EventFilter, Store
 from tests.conftest import config_dict, gitleads_body, make_config, migrated_store, signed_headers
 from tests.process import ServeProcess, killed_after, write_config
 

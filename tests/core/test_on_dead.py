@@ -2,9 +2,9 @@
 
 from __future__ import annotations
 
-from leadrelay.connectors.base import Permanent, Retryable
-from leadrelay.core.receiver import create_app
-from leadrelay.core.worker import Worker
+from leadrelay.core.delivery.contract import Permanent, Retryable
+from leadrelay.core.ingest.receiver import create_app
+from leadrelay.core.delivery.worker import Worker
 from tests.conftest import gitleads_body, make_config, migrated_store, signed_headers
 from tests.recording import RecordingConnector
 

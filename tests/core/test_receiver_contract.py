@@ -17,12 +17,12 @@ from flask.testing import FlaskClient
 from prometheus_client.parser import text_string_to_metric_families
 from werkzeug.test import TestResponse
 
-from leadrelay.core.config import parse_config
-from leadrelay.core.receiver import create_app
-from leadrelay.core.store import DeliveryFilter, EventFilter, Store
+from leadrelay.core.app.config import parse_config
+from leadrelay.core.ingest.receiver import create_app
+from leadrelay.core.store.store import DeliveryFilter, EventFilter, Store
 from tests.conftest import config_dict, fixture_body, gitleads_body, migrated_store, signed_headers
 
-SAMPLES = Path(__file__).resolve().parents[2] / "core" / "samples"
+SAMPLES = Path(__file__).resolve().parents[2] / "core" / "app" / "samples"
 MAX_BODY_BYTES = 4096
 
 

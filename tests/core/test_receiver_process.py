@@ -17,13 +17,13 @@ import pytest
 import requests
 from prometheus_client.parser import text_string_to_metric_families
 
-from leadrelay.core.store import DeliveryFilter, Store
+from leadrelay.core.store.store import DeliveryFilter, Store
 from tests.conftest import SECRETS, fixture_body, gitleads_body, signed_headers
 from tests.process import ServeProcess, write_config
 
 MAX_BODY_BYTES = 4096
 TIMEOUT_S = 10
-SAMPLES = Path(__file__).resolve().parents[2] / "core" / "samples"
+SAMPLES = Path(__file__).resolve().parents[2] / "core" / "app" / "samples"
 HAVE_CSV_CONNECTOR = importlib.util.find_spec("leadrelay.connectors.csv_file") is not None
 
 

@@ -9,10 +9,10 @@ import pytest
 from sqlalchemy import func, select
 from sqlalchemy.exc import IntegrityError
 
-from leadrelay.core.config import Config
-from leadrelay.core.routing import matches, route
-from leadrelay.core.store import IncomingEvent, Store
-from leadrelay.core.tables import dedup_keys, deliveries, events
+from leadrelay.core.app.config import Config
+from leadrelay.core.delivery.routing import matches, route
+from leadrelay.core.store.store import IncomingEvent, Store
+from leadrelay.core.store.tables import dedup_keys, deliveries, events
 from tests.conftest import gitleads_body, make_config, migrated_store, request_record
 from tests.factories import make_event
 

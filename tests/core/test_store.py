@@ -14,9 +14,9 @@ from flask.testing import FlaskClient
 from sqlalchemy import func, inspect, select, update
 from sqlalchemy.exc import IntegrityError
 
-from leadrelay.core.group_commit import GroupCommitter
-from leadrelay.core.receiver import create_app
-from leadrelay.core.store import (
+from leadrelay.core.store.group_commit import GroupCommitter
+from leadrelay.core.ingest.receiver import create_app
+from leadrelay.core.store.store import (
     DeliveryFilter,
     DeliveryUpdate,
     EventFilter,
@@ -24,7 +24,7 @@ from leadrelay.core.store import (
     Store,
     utcnow,
 )
-from leadrelay.core.tables import dedup_keys, events
+from leadrelay.core.store.tables import dedup_keys, events
 from tests.conftest import gitleads_body, make_config, migrated_store, signed_headers
 
 RETENTION = timedelta(days=30)

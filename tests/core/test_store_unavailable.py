@@ -15,8 +15,8 @@ import requests
 from flask.testing import FlaskClient
 from werkzeug.test import TestResponse
 
-from leadrelay.core.receiver import create_app
-from leadrelay.core.store import EventFilter, Store, make_engine
+from leadrelay.core.ingest.receiver import create_app
+from leadrelay.core.store.store import EventFilter, Store, make_engine
 from tests.conftest import config_dict, gitleads_body, make_config, migrated_store, signed_headers
 from tests.fakes.tcp_proxy import TcpProxy
 from tests.process import ServeProcess, free_port, killed_after, run_connectors, write_config

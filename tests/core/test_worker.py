@@ -11,16 +11,16 @@ from typing import Any
 
 import pytest
 
-from leadrelay.connectors.base import Delivered, Permanent, Retryable
-from leadrelay.core.config import Config
-from leadrelay.core.store import (
+from leadrelay.core.delivery.contract import Delivered, Permanent, Retryable
+from leadrelay.core.app.config import Config
+from leadrelay.core.store.store import (
     DeliveryFilter,
     DeliveryUpdate,
     IncomingEvent,
     Store,
     utcnow,
 )
-from leadrelay.core.worker import Worker
+from leadrelay.core.delivery.worker import Worker
 from tests.conftest import gitleads_body, make_config, migrated_store, request_record
 from tests.recording import RecordingConnector
 

@@ -27,7 +27,7 @@ def test_worker_serves_delivery_counters(tmp_path: Path) -> None:
             "connectors": connectors,
         },
     )
-    from leadrelay.core.receiver import create_app
+    from leadrelay.core.ingest.receiver import create_app
 
     app = create_app(make_config(store_url, connectors=connectors), migrated_store(store_url))
     body = gitleads_body(1)

@@ -9,9 +9,9 @@ from pathlib import Path
 
 import pytest
 
-from leadrelay.core import store as store_module
-from leadrelay.core.store import StoreUnavailable
-from leadrelay.core.write_lock import WriteLock, WriteLockTimeout
+from leadrelay.core.store import store as store_module
+from leadrelay.core.store.store import StoreUnavailable
+from leadrelay.core.store.write_lock import WriteLock, WriteLockTimeout
 from tests.conftest import migrated_store
 from tests.core.test_store import record
 

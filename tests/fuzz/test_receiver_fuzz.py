@@ -27,8 +27,8 @@ from flask.testing import FlaskClient
 from hypothesis import HealthCheck, assume, given, settings
 from hypothesis import strategies as st
 
-from leadrelay.core.receiver import create_app
-from leadrelay.core.store import EventFilter, Store
+from leadrelay.core.ingest.receiver import create_app
+from leadrelay.core.store.store import EventFilter, Store
 from tests.conftest import SECRETS, make_config, migrated_store
 from tests.providers.test_properties import json_objects, json_values, mutated_samples
 from tests.signing import SIGNATURE_HEADERS, SIGNATURE_PREFIXES, hmac_hex

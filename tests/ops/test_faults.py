@@ -40,18 +40,18 @@ import requests
 from flask import Response
 from sqlalchemy.engine import make_url
 
-from leadrelay.connectors.base import (
+from leadrelay.core.delivery.contract import (
     Connector,
     Delivered,
     Outcome,
     RateLimited,
     Retryable,
 )
-from leadrelay.core.config import load_config
-from leadrelay.core.receiver import create_app
+from leadrelay.core.app.config import load_config
+from leadrelay.core.ingest.receiver import create_app
 from leadrelay.core.schema import LeadEvent
-from leadrelay.core.store import DeliveryFilter, DeliveryUpdate, Store, utcnow
-from leadrelay.core.worker import Worker
+from leadrelay.core.store.store import DeliveryFilter, DeliveryUpdate, Store, utcnow
+from leadrelay.core.delivery.worker import Worker
 from tests.conftest import gitleads_body, make_config, migrated_store, signed_headers
 from tests.fakes.tcp_proxy import TcpProxy
 from tests.ops.helpers import (

@@ -36,8 +36,8 @@ import pytest
 import requests
 from flask import Response
 
-from leadrelay.core.config import ConfigError, load_config
-from leadrelay.core.samples import bundled_sample_files, load_request
+from leadrelay.core.app.config import ConfigError, load_config
+from leadrelay.core.app.samples import bundled_sample_files, load_request
 from tests.fakes.hubspot import FakeHubSpot
 from tests.fakes.salesforce import FakeSalesforce
 from tests.fakes.server import RunningServer, serve

@@ -7,8 +7,8 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-from leadrelay.core.providers import PROVIDERS, Parsed
-from leadrelay.core.providers.base import ParseResult
+from leadrelay.core.ingest.providers import PROVIDERS, Parsed
+from leadrelay.core.ingest.providers.base import ParseResult
 from leadrelay.core.schema import LeadEvent
 
 FIXTURES = Path(__file__).resolve().parent.parent / "fixtures"

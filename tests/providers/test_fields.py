@@ -6,7 +6,7 @@ from datetime import UTC, datetime, timedelta, timezone
 
 import pytest
 
-from leadrelay.core.providers import fields
+from leadrelay.core.ingest.providers import fields
 
 
 @pytest.mark.parametrize(

@@ -10,7 +10,7 @@ from typing import Any
 
 import pytest
 
-from leadrelay.core.providers import jsjson
+from leadrelay.core.ingest.providers import jsjson
 from tests.signing import NODE, NODE_MISSING_REASON, node_stringify_many
 
 

@@ -8,7 +8,7 @@ from datetime import UTC, datetime
 
 import pytest
 
-from leadrelay.core.providers import Ignored, Unreadable
+from leadrelay.core.ingest.providers import Ignored, Unreadable
 from leadrelay.core.schema import event_id_for
 from tests.providers.common import fixture, fixture_text, parse, parse_event
 

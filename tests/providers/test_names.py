@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from leadrelay.core.providers.names import NameParts, combine_names, split_name
+from leadrelay.core.ingest.providers.names import NameParts, combine_names, split_name
 
 
 @pytest.mark.parametrize(

@@ -11,7 +11,7 @@ from typing import Any
 
 import pytest
 
-from leadrelay.core.providers import PROVIDERS, Ignored, Parsed, Unreadable
+from leadrelay.core.ingest.providers import PROVIDERS, Ignored, Parsed, Unreadable
 from tests.providers.common import RECEIVED_AT
 from tests.providers.test_samples import sample_paths
 

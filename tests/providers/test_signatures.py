@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from leadrelay.core.providers import PROVIDERS, SignatureError
+from leadrelay.core.ingest.providers import PROVIDERS, SignatureError
 from tests.providers.common import fixture_text
 from tests.signing import SIGNATURE_HEADERS, sign
 

@@ -14,7 +14,7 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any, Literal
 
-from leadrelay.connectors.base import (
+from leadrelay.core.delivery.contract import (
     Connector,
     ConnectorOptions,
     Delivered,

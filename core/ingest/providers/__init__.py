@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from leadrelay.core.providers.base import (
+from leadrelay.core.ingest.providers.base import (
     Ignored,
     Parsed,
     ParseResult,
@@ -10,10 +10,10 @@ from leadrelay.core.providers.base import (
     SignatureError,
     Unreadable,
 )
-from leadrelay.core.providers.gitleads import GitLeadsProvider
-from leadrelay.core.providers.gitproductivity import GitProductivityProvider
-from leadrelay.core.providers.leadhub import LeadHubProvider
-from leadrelay.core.providers.leadshark import LeadSharkProvider
+from leadrelay.core.ingest.providers.gitleads import GitLeadsProvider
+from leadrelay.core.ingest.providers.gitproductivity import GitProductivityProvider
+from leadrelay.core.ingest.providers.leadhub import LeadHubProvider
+from leadrelay.core.ingest.providers.leadshark import LeadSharkProvider
 
 PROVIDERS: dict[str, Provider] = {
     provider.name: provider

@@ -24,9 +24,9 @@ from pydantic import (
     model_validator,
 )
 
-from leadrelay.connectors.base import ConnectorOptions
-from leadrelay.connectors.registry import UnknownConnectorType, connector_class
-from leadrelay.core.providers import PROVIDERS
+from leadrelay.core.delivery.contract import ConnectorOptions
+from leadrelay.core.delivery.registry import UnknownConnectorType, connector_class
+from leadrelay.core.ingest.providers import PROVIDERS
 
 CONFIG_ENV_VAR = "LEADRELAY_CONFIG"
 DEFAULT_CONFIG_FILE = "connectors.yaml"

@@ -40,11 +40,11 @@ from sqlalchemy import (
 )
 from sqlalchemy.exc import DBAPIError, SQLAlchemyError
 
-from leadrelay.core.bulk_insert import MAX_PARAMETERS, BulkInsert, driver_execute
+from leadrelay.core.store.bulk_insert import MAX_PARAMETERS, BulkInsert, driver_execute
 from leadrelay.core.logs import fields
 from leadrelay.core.schema import LeadEvent
-from leadrelay.core.tables import attempts, connector_state, dedup_keys, deliveries, events
-from leadrelay.core.write_lock import WriteLock, WriteLockTimeout
+from leadrelay.core.store.tables import attempts, connector_state, dedup_keys, deliveries, events
+from leadrelay.core.store.write_lock import WriteLock, WriteLockTimeout
 
 log = logging.getLogger("leadrelay.store")
 
@@ -242,7 +242,7 @@ class Store:
         from alembic.config import Config as AlembicConfig
 
         cfg = AlembicConfig()
-        cfg.set_main_option("script_location", str(files("leadrelay.core") / "migrations"))
+        cfg.set_main_option("script_location", str(files("leadrelay.core.store") / "migrations"))
         with self.engine.begin() as conn:
             if self.dialect == "postgresql":
                 # Several processes may start at once; one migrates, the others wait.

@@ -14,11 +14,11 @@ from typing import Any
 
 from flask import Flask
 
-from leadrelay.core.config import Config
+from leadrelay.core.app.config import Config
 from leadrelay.core.logs import fields
-from leadrelay.core.receiver import create_app
-from leadrelay.core.store import Store
-from leadrelay.core.worker import Worker
+from leadrelay.core.ingest.receiver import create_app
+from leadrelay.core.store.store import Store
+from leadrelay.core.delivery.worker import Worker
 
 log = logging.getLogger("leadrelay.server")
 

@@ -15,8 +15,8 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any, ClassVar
 
-from leadrelay.core.providers import fields
-from leadrelay.core.providers.base import Ignored, ParseResult, Provider
+from leadrelay.core.ingest.providers import fields
+from leadrelay.core.ingest.providers.base import Ignored, ParseResult, Provider
 from leadrelay.core.schema import Activity, EventType
 
 # What `read_lead` answers: the Lead fields and the event's activity (or None).

@@ -23,7 +23,7 @@ from datetime import datetime, timedelta
 
 from sqlalchemy.engine import make_url
 
-from leadrelay.connectors.base import (
+from leadrelay.core.delivery.contract import (
     Connector,
     Delivered,
     Outcome,
@@ -32,12 +32,12 @@ from leadrelay.connectors.base import (
     Retryable,
     Skipped,
 )
-from leadrelay.connectors.registry import connector_class
+from leadrelay.core.delivery.registry import connector_class
 from leadrelay.core import metrics
-from leadrelay.core.config import Config, DeliveryConfig
+from leadrelay.core.app.config import Config, DeliveryConfig
 from leadrelay.core.logs import fields
 from leadrelay.core.schema import Activity, LeadEvent
-from leadrelay.core.store import (
+from leadrelay.core.store.store import (
     NOTIFY_CHANNEL,
     ClaimedDelivery,
     DeliveryUpdate,

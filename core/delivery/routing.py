@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 
-from leadrelay.connectors.base import ConnectorOptions
+from leadrelay.core.delivery.contract import ConnectorOptions
 from leadrelay.core.schema import LeadEvent
 
 

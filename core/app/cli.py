@@ -17,8 +17,8 @@ from typing import Any
 import click
 
 from leadrelay.core import logs
-from leadrelay.core.config import Config, ConfigError, load_config, parse_duration
-from leadrelay.core.store import DeliveryFilter, EventFilter, Store
+from leadrelay.core.app.config import Config, ConfigError, load_config, parse_duration
+from leadrelay.core.store.store import DeliveryFilter, EventFilter, Store
 
 CONFIG_OPTION = click.option(
     "--config",
@@ -112,7 +112,7 @@ def main(log_level: str, plain_logs: bool) -> None:
 @click.option("--no-worker", is_flag=True, help="Only receive; run `connectors worker` apart.")
 def serve(config_path: str | None, host: str, port: int, threads: int, no_worker: bool) -> None:
     """Run the receiver (and the delivery worker) under gunicorn."""
-    from leadrelay.core.server import serve as run_server
+    from leadrelay.core.app.server import serve as run_server
 
     config = _load(config_path)
     _store(config).close()
@@ -130,7 +130,7 @@ def serve(config_path: str | None, host: str, port: int, threads: int, no_worker
 @click.option("--metrics-host", default="127.0.0.1", show_default=True)
 def worker(config_path: str | None, metrics_port: int | None, metrics_host: str) -> None:
     """Run only the delivery worker (several may run at once on PostgreSQL)."""
-    from leadrelay.core.worker import Worker
+    from leadrelay.core.delivery.worker import Worker
 
     config = _load(config_path)
     store = _store(config)
@@ -145,7 +145,7 @@ def worker(config_path: str | None, metrics_port: int | None, metrics_host: str)
         from prometheus_client import REGISTRY, start_http_server
 
         from leadrelay.core.metrics import QueueCollector
-        from leadrelay.core.store import utcnow
+        from leadrelay.core.store.store import utcnow
 
         REGISTRY.register(QueueCollector(lambda: store.queue_stats(utcnow())))
         start_http_server(metrics_port, addr=metrics_host)
@@ -292,7 +292,7 @@ def replay(
     Examples: `replay --event evt_…`, `replay --dead --connector crm`,
     `replay --since 2h` (dead and skipped deliveries and quarantined events of the last 2h).
     """
-    from leadrelay.core.replay import reparse_quarantined
+    from leadrelay.core.app.replay import reparse_quarantined
 
     if not (event_ids or dead_only or since or until):
         raise click.UsageError("say what to replay: --event ID, --dead, or --since/--until")
@@ -376,9 +376,9 @@ def test_command(
     """
     from pathlib import Path
 
-    from leadrelay.core.sample_run import run_sample
-    from leadrelay.core.samples import bundled_sample_files, event_name_of, load_request
-    from leadrelay.core.worker import build_connectors
+    from leadrelay.core.app.sample_run import run_sample
+    from leadrelay.core.app.samples import bundled_sample_files, event_name_of, load_request
+    from leadrelay.core.delivery.worker import build_connectors
 
     config = _load(config_path)
     unknown = [s for s in source_names if s not in config.sources]
@@ -463,7 +463,7 @@ def trigger(
     """POST a correctly signed sample of SOURCE's provider to a running receiver."""
     import requests
 
-    from leadrelay.core.samples import bundled_sample_files, event_name_of, load_request
+    from leadrelay.core.app.samples import bundled_sample_files, event_name_of, load_request
 
     config = _load(config_path)
     if source not in config.sources:
@@ -494,8 +494,8 @@ def trigger(
 @click.option("--check-connections", is_flag=True, help="Also log in to each destination.")
 def validate(config_path: str | None, check_connections: bool) -> None:
     """Check the config (and optionally each connector's credentials)."""
-    from leadrelay.connectors.base import ConnectionCheckFailed
-    from leadrelay.core.worker import build_connectors
+    from leadrelay.core.delivery.contract import ConnectionCheckFailed
+    from leadrelay.core.delivery.worker import build_connectors
 
     config = _load(config_path)
     click.echo(

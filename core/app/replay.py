@@ -5,10 +5,10 @@ from __future__ import annotations
 import json
 from typing import Any
 
-from leadrelay.core.config import Config
-from leadrelay.core.providers import PROVIDERS, Unreadable
-from leadrelay.core.receiver import record_for
-from leadrelay.core.store import Store
+from leadrelay.core.app.config import Config
+from leadrelay.core.ingest.providers import PROVIDERS, Unreadable
+from leadrelay.core.ingest.receiver import record_for
+from leadrelay.core.store.store import Store
 
 
 def reparse_quarantined(config: Config, store: Store, stored: dict[str, Any]) -> str:

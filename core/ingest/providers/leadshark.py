@@ -23,8 +23,8 @@ from datetime import datetime
 from typing import Any, ClassVar
 from urllib.parse import urlsplit
 
-from leadrelay.core.providers import fields, jsjson
-from leadrelay.core.providers.base import ParseResult, Provider, Unreadable, header
+from leadrelay.core.ingest.providers import fields, jsjson
+from leadrelay.core.ingest.providers.base import ParseResult, Provider, Unreadable, header
 from leadrelay.core.schema import Activity, EventType
 
 EVENT_HEADER = "X-Webhook-Event"

@@ -1,4 +1,4 @@
-"""Alembic environment: always run programmatically by `leadrelay.core.store.migrate`.
+"""Alembic environment: always run programmatically by `leadrelay.core.store.store.migrate`.
 
 The caller passes an open connection in `config.attributes["connection"]`, so migrations
 use the same engine settings (SQLite pragmas, PostgreSQL driver) as the application.
@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from alembic import context
 
-from leadrelay.core.tables import metadata
+from leadrelay.core.store.tables import metadata
 
 connection = context.config.attributes["connection"]
 context.configure(

@@ -16,8 +16,8 @@ from importlib.resources import files
 from pathlib import Path
 from typing import Any
 
-from leadrelay.core.providers import PROVIDERS
-from leadrelay.core.providers.jsjson import stringify
+from leadrelay.core.ingest.providers import PROVIDERS
+from leadrelay.core.ingest.providers.jsjson import stringify
 
 
 @dataclass(frozen=True)
@@ -29,7 +29,7 @@ class SampleRequest:
 
 
 def bundled_sample_files(provider: str) -> list[Path]:
-    folder = files("leadrelay.core") / "samples" / provider
+    folder = files("leadrelay.core.app") / "samples" / provider
     return sorted(
         (Path(str(entry)) for entry in folder.iterdir() if entry.name.endswith(".json")),
         key=lambda p: p.name,

@@ -10,7 +10,7 @@ from __future__ import annotations
 import importlib
 from importlib.metadata import entry_points
 
-from leadrelay.connectors.base import Connector
+from leadrelay.core.delivery.contract import Connector
 
 BUILTIN_CONNECTORS: dict[str, str] = {
     "hubspot": "leadrelay.connectors.hubspot:HubSpotConnector",

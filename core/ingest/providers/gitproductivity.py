@@ -13,8 +13,8 @@ from __future__ import annotations
 
 from typing import Any, ClassVar
 
-from leadrelay.core.providers import fields
-from leadrelay.core.providers.envelope import (
+from leadrelay.core.ingest.providers import fields
+from leadrelay.core.ingest.providers.envelope import (
     EnvelopeKeys,
     EnvelopeProvider,
     LeadEnvelope,

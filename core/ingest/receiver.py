@@ -21,14 +21,14 @@ from flask import Flask, Response, g, request
 from werkzeug.exceptions import HTTPException, RequestEntityTooLarge
 
 from leadrelay.core import metrics
-from leadrelay.core.config import Config
-from leadrelay.core.group_commit import GroupCommitter
+from leadrelay.core.app.config import Config
+from leadrelay.core.store.group_commit import GroupCommitter
 from leadrelay.core.logs import fields
-from leadrelay.core.providers import PROVIDERS, Ignored, Parsed, SignatureError, Unreadable
-from leadrelay.core.providers.base import ParseResult
-from leadrelay.core.routing import route
+from leadrelay.core.ingest.providers import PROVIDERS, Ignored, Parsed, SignatureError, Unreadable
+from leadrelay.core.ingest.providers.base import ParseResult
+from leadrelay.core.delivery.routing import route
 from leadrelay.core.schema import event_id_for
-from leadrelay.core.store import (
+from leadrelay.core.store.store import (
     IncomingEvent,
     IngestResult,
     PreparedEvent,
