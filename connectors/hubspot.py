@@ -64,6 +64,7 @@ from hubspot.crm import contacts as hs_contacts
 from hubspot.crm.objects import notes as hs_notes
 from pydantic import Field, SecretStr, field_validator, model_validator
 
+from leadrelay.connectors.pacing import Pacer
 from leadrelay.core.delivery.contract import (
     ConnectionCheckFailed,
     Connector,
@@ -78,7 +79,6 @@ from leadrelay.core.delivery.contract import (
     parse_retry_after,
     scrub,
 )
-from leadrelay.connectors.pacing import Pacer
 from leadrelay.core.schema import Lead, LeadEvent
 
 DEFAULT_BASE_URL = "https://api.hubapi.com"

@@ -54,6 +54,7 @@ import requests
 from pydantic import ConfigDict, Field, SecretStr, field_validator
 from pydantic_core import PydanticSerializationError
 
+from leadrelay.connectors.standard_webhooks import decode_secret, webhook_headers
 from leadrelay.core.delivery.contract import (
     MASK,
     ConnectionCheckFailed,
@@ -67,7 +68,6 @@ from leadrelay.core.delivery.contract import (
     parse_retry_after,
     scrub,
 )
-from leadrelay.connectors.standard_webhooks import decode_secret, webhook_headers
 from leadrelay.core.schema import LeadEvent
 
 logger = logging.getLogger("leadrelay.connectors.webhook")

@@ -12,8 +12,8 @@ from typing import Any
 
 import pytest
 
-from leadrelay.core.delivery.registry import BUILTIN_CONNECTORS
 from leadrelay.core.app.config import Config, parse_config
+from leadrelay.core.delivery.registry import BUILTIN_CONNECTORS
 from leadrelay.core.ingest.providers import PROVIDERS
 from leadrelay.core.ingest.providers.base import ParseResult
 from leadrelay.core.ingest.receiver import record_for

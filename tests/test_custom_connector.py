@@ -7,9 +7,9 @@ from pathlib import Path
 
 import pytest
 
+from leadrelay.core.app.config import parse_config
 from leadrelay.core.delivery.contract import Delivered
 from leadrelay.core.delivery.registry import available_types, connector_class
-from leadrelay.core.app.config import parse_config
 from tests.factories import make_event
 
 EXAMPLE = Path(__file__).resolve().parents[1] / "examples" / "custom_connector"

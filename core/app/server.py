@@ -15,10 +15,10 @@ from typing import Any
 from flask import Flask
 
 from leadrelay.core.app.config import Config
-from leadrelay.core.logs import fields
-from leadrelay.core.ingest.receiver import create_app
-from leadrelay.core.store.store import Store
 from leadrelay.core.delivery.worker import Worker
+from leadrelay.core.ingest.receiver import create_app
+from leadrelay.core.logs import fields
+from leadrelay.core.store.store import Store
 
 log = logging.getLogger("leadrelay.server")
 

@@ -23,6 +23,8 @@ from datetime import datetime, timedelta
 
 from sqlalchemy.engine import make_url
 
+from leadrelay.core import metrics
+from leadrelay.core.app.config import Config, DeliveryConfig
 from leadrelay.core.delivery.contract import (
     Connector,
     Delivered,
@@ -33,8 +35,6 @@ from leadrelay.core.delivery.contract import (
     Skipped,
 )
 from leadrelay.core.delivery.registry import connector_class
-from leadrelay.core import metrics
-from leadrelay.core.app.config import Config, DeliveryConfig
 from leadrelay.core.logs import fields
 from leadrelay.core.schema import Activity, LeadEvent
 from leadrelay.core.store.store import (

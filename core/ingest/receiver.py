@@ -22,12 +22,12 @@ from werkzeug.exceptions import HTTPException, RequestEntityTooLarge
 
 from leadrelay.core import metrics
 from leadrelay.core.app.config import Config
-from leadrelay.core.store.group_commit import GroupCommitter
-from leadrelay.core.logs import fields
+from leadrelay.core.delivery.routing import route
 from leadrelay.core.ingest.providers import PROVIDERS, Ignored, Parsed, SignatureError, Unreadable
 from leadrelay.core.ingest.providers.base import ParseResult
-from leadrelay.core.delivery.routing import route
+from leadrelay.core.logs import fields
 from leadrelay.core.schema import event_id_for
+from leadrelay.core.store.group_commit import GroupCommitter
 from leadrelay.core.store.store import (
     IncomingEvent,
     IngestResult,

@@ -40,9 +40,9 @@ from sqlalchemy import (
 )
 from sqlalchemy.exc import DBAPIError, SQLAlchemyError
 
-from leadrelay.core.store.bulk_insert import MAX_PARAMETERS, BulkInsert, driver_execute
 from leadrelay.core.logs import fields
 from leadrelay.core.schema import LeadEvent
+from leadrelay.core.store.bulk_insert import MAX_PARAMETERS, BulkInsert, driver_execute
 from leadrelay.core.store.tables import attempts, connector_state, dedup_keys, deliveries, events
 from leadrelay.core.store.write_lock import WriteLock, WriteLockTimeout
 

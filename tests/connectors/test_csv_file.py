@@ -15,12 +15,12 @@ import pytest
 from pydantic import ValidationError
 
 from leadrelay.connectors import csv_file
-from leadrelay.core.delivery.contract import ConnectionCheckFailed, Delivered, Permanent, Retryable
 from leadrelay.connectors.csv_file import (
     DEFAULT_COLUMNS,
     CsvConnector,
     CsvOptions,
 )
+from leadrelay.core.delivery.contract import ConnectionCheckFailed, Delivered, Permanent, Retryable
 from leadrelay.core.delivery.registry import connector_class
 from leadrelay.core.schema import Activity, LeadEvent
 from tests.factories import make_event

@@ -10,14 +10,6 @@ import pytest
 import requests
 from pydantic import SecretStr, ValidationError
 
-from leadrelay.core.delivery.contract import (
-    ConnectionCheckFailed,
-    Delivered,
-    Permanent,
-    RateLimited,
-    Retryable,
-    Skipped,
-)
 from leadrelay.connectors.hubspot import (
     NOTES_PATH,
     UPSERT_PATH,
@@ -25,6 +17,14 @@ from leadrelay.connectors.hubspot import (
     HubSpotOptions,
     _rate_limit_wait,
     _Reply,
+)
+from leadrelay.core.delivery.contract import (
+    ConnectionCheckFailed,
+    Delivered,
+    Permanent,
+    RateLimited,
+    Retryable,
+    Skipped,
 )
 from leadrelay.core.delivery.registry import connector_class
 from leadrelay.core.schema import Activity

@@ -15,6 +15,13 @@ from pydantic import ValidationError
 from simple_salesforce import Salesforce
 from simple_salesforce.exceptions import SalesforceMalformedRequest
 
+from leadrelay.connectors.salesforce import (
+    SalesforceConnector,
+    SalesforceOptions,
+    _BatchFailure,
+    cut,
+    utf16_len,
+)
 from leadrelay.core.delivery.contract import (
     ConnectionCheckFailed,
     Delivered,
@@ -24,13 +31,6 @@ from leadrelay.core.delivery.contract import (
     Skipped,
 )
 from leadrelay.core.delivery.registry import connector_class
-from leadrelay.connectors.salesforce import (
-    SalesforceConnector,
-    SalesforceOptions,
-    _BatchFailure,
-    cut,
-    utf16_len,
-)
 from leadrelay.core.schema import Activity
 from tests.factories import make_event
 from tests.fakes.salesforce import FakeSalesforce

@@ -11,6 +11,7 @@ from typing import Any
 import pytest
 from pydantic import ValidationError
 
+from leadrelay.connectors.slack import SlackConnector, SlackOptions, build_message, fit
 from leadrelay.core.delivery.contract import (
     ConnectionCheckFailed,
     Delivered,
@@ -19,7 +20,6 @@ from leadrelay.core.delivery.contract import (
     Retryable,
 )
 from leadrelay.core.delivery.registry import connector_class
-from leadrelay.connectors.slack import SlackConnector, SlackOptions, build_message, fit
 from leadrelay.core.schema import Activity
 from tests.factories import make_event
 from tests.fakes.server import RunningServer, serve

@@ -16,9 +16,9 @@ from typing import Any
 
 import pytest
 
+from leadrelay.core.app.config import parse_config
 from leadrelay.core.delivery.contract import Retryable
 from leadrelay.core.delivery.registry import connector_class
-from leadrelay.core.app.config import parse_config
 from tests.factories import make_event
 from tests.process import free_port
 

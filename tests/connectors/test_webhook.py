@@ -22,14 +22,6 @@ from flask import Flask, Response, request
 from pydantic import ValidationError
 from standardwebhooks.webhooks import Webhook, WebhookVerificationError
 
-from leadrelay.core.delivery.contract import (
-    ConnectionCheckFailed,
-    Delivered,
-    Permanent,
-    RateLimited,
-    Retryable,
-)
-from leadrelay.core.delivery.registry import connector_class
 from leadrelay.connectors.webhook import (
     DEFAULT_RATE_LIMIT_DELAY,
     ERROR_BODY_CHARS,
@@ -39,6 +31,14 @@ from leadrelay.connectors.webhook import (
     WebhookOptions,
 )
 from leadrelay.core.app.config import ConfigError, parse_config
+from leadrelay.core.delivery.contract import (
+    ConnectionCheckFailed,
+    Delivered,
+    Permanent,
+    RateLimited,
+    Retryable,
+)
+from leadrelay.core.delivery.registry import connector_class
 from leadrelay.core.schema import LEAD_EVENT_TYPES, Activity, LeadEvent
 from tests.factories import make_event
 from tests.fakes.server import serve

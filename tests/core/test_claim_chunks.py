@@ -4,9 +4,9 @@ one, and stop at the first sign of trouble, giving the rest back untouched."""
 from __future__ import annotations
 
 from leadrelay.core.delivery.contract import Delivered, RateLimited, Retryable
+from leadrelay.core.delivery.worker import Worker
 from leadrelay.core.ingest.receiver import create_app
 from leadrelay.core.store.store import DeliveryFilter, Store
-from leadrelay.core.delivery.worker import Worker
 from tests.conftest import gitleads_body, make_config, migrated_store, signed_headers
 from tests.recording import RecordingConnector
 

@@ -14,13 +14,13 @@ import pytest
 import yaml
 from click.testing import CliRunner, Result
 
-from leadrelay.core.delivery.contract import Delivered, Permanent
 from leadrelay.core.app.cli import main
 from leadrelay.core.app.config import Config, load_config
+from leadrelay.core.delivery.contract import Delivered, Permanent
+from leadrelay.core.delivery.worker import Worker
 from leadrelay.core.ingest.providers import Unreadable
 from leadrelay.core.ingest.providers.base import ParseResult
 from leadrelay.core.store.store import Store, utcnow
-from leadrelay.core.delivery.worker import Worker
 from tests.conftest import config_dict, fixture_body, gitleads_body, migrated_store, request_record
 from tests.recording import RecordingConnector
 

@@ -10,10 +10,10 @@ from pathlib import Path
 import pytest
 from click.testing import CliRunner
 
-from leadrelay.core.delivery.registry import BUILTIN_CONNECTORS
 from leadrelay.core import logs
 from leadrelay.core.app import cli
 from leadrelay.core.app.config import ConfigError, load_config, parse_config
+from leadrelay.core.delivery.registry import BUILTIN_CONNECTORS
 from tests.process import run_connectors
 
 SECRET = "s3cr3t-do-not-print"

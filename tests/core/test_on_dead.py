@@ -3,8 +3,8 @@
 from __future__ import annotations
 
 from leadrelay.core.delivery.contract import Permanent, Retryable
-from leadrelay.core.ingest.receiver import create_app
 from leadrelay.core.delivery.worker import Worker
+from leadrelay.core.ingest.receiver import create_app
 from tests.conftest import gitleads_body, make_config, migrated_store, signed_headers
 from tests.recording import RecordingConnector
 

@@ -15,13 +15,13 @@ import yaml
 from click.testing import CliRunner, Result
 from flask.testing import FlaskClient
 
-from leadrelay.core.delivery.contract import Permanent, Skipped
 from leadrelay.core.app.cli import main
 from leadrelay.core.app.config import Config, load_config
+from leadrelay.core.delivery.contract import Permanent, Skipped
+from leadrelay.core.delivery.worker import Worker
 from leadrelay.core.ingest.providers import PROVIDERS, Unreadable
 from leadrelay.core.ingest.receiver import create_app
 from leadrelay.core.store.store import DeliveryFilter, EventFilter, Store, utcnow
-from leadrelay.core.delivery.worker import Worker
 from tests.conftest import config_dict, gitleads_body, migrated_store, signed_headers
 from tests.recording import RecordingConnector
 

@@ -7,10 +7,10 @@ from typing import Any
 
 import pytest
 
-from leadrelay.core.delivery.contract import Delivered, Permanent, RateLimited, Retryable, Skipped
 from leadrelay.core.app.config import DeliveryConfig
-from leadrelay.core.store.store import ClaimedDelivery, DeliveryFilter, utcnow
+from leadrelay.core.delivery.contract import Delivered, Permanent, RateLimited, Retryable, Skipped
 from leadrelay.core.delivery.worker import Worker, decide
+from leadrelay.core.store.store import ClaimedDelivery, DeliveryFilter, utcnow
 from tests.conftest import gitleads_body, make_config, migrated_store, request_record
 from tests.factories import make_event
 from tests.recording import RecordingConnector

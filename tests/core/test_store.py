@@ -14,8 +14,8 @@ from flask.testing import FlaskClient
 from sqlalchemy import func, inspect, select, update
 from sqlalchemy.exc import IntegrityError
 
-from leadrelay.core.store.group_commit import GroupCommitter
 from leadrelay.core.ingest.receiver import create_app
+from leadrelay.core.store.group_commit import GroupCommitter
 from leadrelay.core.store.store import (
     DeliveryFilter,
     DeliveryUpdate,

@@ -11,8 +11,9 @@ from typing import Any
 
 import pytest
 
-from leadrelay.core.delivery.contract import Delivered, Permanent, Retryable
 from leadrelay.core.app.config import Config
+from leadrelay.core.delivery.contract import Delivered, Permanent, Retryable
+from leadrelay.core.delivery.worker import Worker
 from leadrelay.core.store.store import (
     DeliveryFilter,
     DeliveryUpdate,
@@ -20,7 +21,6 @@ from leadrelay.core.store.store import (
     Store,
     utcnow,
 )
-from leadrelay.core.delivery.worker import Worker
 from tests.conftest import gitleads_body, make_config, migrated_store, request_record
 from tests.recording import RecordingConnector
 

@@ -22,12 +22,12 @@ import pytest
 from flask import Flask, Response, request
 from sqlalchemy import select
 
-from leadrelay.core.delivery.contract import Delivered
 from leadrelay.core.app.config import Config, load_config
+from leadrelay.core.delivery.contract import Delivered
+from leadrelay.core.delivery.worker import Worker
 from leadrelay.core.schema import LeadEvent
 from leadrelay.core.store.store import DeliveryFilter, IncomingEvent, Store
 from leadrelay.core.store.tables import deliveries
-from leadrelay.core.delivery.worker import Worker
 from tests.conftest import config_dict, gitleads_body, make_config, migrated_store, request_record
 from tests.fakes.server import serve
 from tests.process import connectors_command, write_config

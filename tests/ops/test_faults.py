@@ -40,6 +40,7 @@ import requests
 from flask import Response
 from sqlalchemy.engine import make_url
 
+from leadrelay.core.app.config import load_config
 from leadrelay.core.delivery.contract import (
     Connector,
     Delivered,
@@ -47,11 +48,10 @@ from leadrelay.core.delivery.contract import (
     RateLimited,
     Retryable,
 )
-from leadrelay.core.app.config import load_config
+from leadrelay.core.delivery.worker import Worker
 from leadrelay.core.ingest.receiver import create_app
 from leadrelay.core.schema import LeadEvent
 from leadrelay.core.store.store import DeliveryFilter, DeliveryUpdate, Store, utcnow
-from leadrelay.core.delivery.worker import Worker
 from tests.conftest import gitleads_body, make_config, migrated_store, signed_headers
 from tests.fakes.tcp_proxy import TcpProxy
 from tests.ops.helpers import (

@@ -20,9 +20,9 @@ from typing import Any
 
 import pytest
 
+from leadrelay.core.delivery.worker import Worker
 from leadrelay.core.ingest.receiver import create_app
 from leadrelay.core.store.store import DeliveryFilter
-from leadrelay.core.delivery.worker import Worker
 from tests.conftest import make_config, migrated_store
 from tests.fakes.server import serve
 from tests.fakes.slack import FAKE_TOKEN, FakeSlack

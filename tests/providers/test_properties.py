@@ -12,7 +12,14 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from leadrelay.core.ingest.providers import PROVIDERS, Ignored, Parsed, SignatureError, Unreadable, jsjson
+from leadrelay.core.ingest.providers import (
+    PROVIDERS,
+    Ignored,
+    Parsed,
+    SignatureError,
+    Unreadable,
+    jsjson,
+)
 from leadrelay.core.schema import event_id_for
 from tests.providers.common import RECEIVED_AT
 from tests.providers.test_robustness import key_paths, leaf_paths, load, set_at

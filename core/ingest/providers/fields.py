@@ -24,7 +24,13 @@ from collections.abc import Mapping, Sequence
 from datetime import UTC, datetime
 from typing import Any
 
-from leadrelay.core.ingest.providers.base import Ignored, Parsed, ShapeError, Unreadable, json_type_name
+from leadrelay.core.ingest.providers.base import (
+    Ignored,
+    Parsed,
+    ShapeError,
+    Unreadable,
+    json_type_name,
+)
 from leadrelay.core.ingest.providers.jsjson import format_number
 from leadrelay.core.ingest.providers.names import combine_names, split_name
 from leadrelay.core.schema import (
