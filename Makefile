@@ -24,6 +24,7 @@ run: $(VENV)/.installed
 	$(BIN)/connectors serve --config $(CONFIG) --host $(HOST) --port $(PORT)
 
 test: $(VENV)/.installed-dev
+	$(BIN)/lint-imports
 	$(BIN)/python -m pytest -m "not slow and not bench" $(PYTEST_ARGS)
 
 test-slow: $(VENV)/.installed-dev

@@ -57,8 +57,8 @@ from leadrelay.core.delivery.contract import (
     Permanent,
     Retryable,
 )
+from leadrelay.core.filelock import flock_until
 from leadrelay.core.schema import LeadEvent
-from leadrelay.core.store.write_lock import flock_until
 
 logger = logging.getLogger(__name__)
 

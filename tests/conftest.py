@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import sys
 import uuid
 from collections.abc import Iterator
 from datetime import datetime
@@ -13,14 +14,28 @@ from typing import Any
 import pytest
 
 from leadrelay.core.app.config import Config, parse_config
-from leadrelay.core.delivery.registry import BUILTIN_CONNECTORS
 from leadrelay.core.ingest.providers import PROVIDERS
 from leadrelay.core.ingest.providers.base import ParseResult
 from leadrelay.core.ingest.receiver import record_for
 from leadrelay.core.store.store import IncomingEvent, Store, utcnow
+from tests.plugins import write_distribution
 from tests.recording import RecordingConnector
 
-BUILTIN_CONNECTORS.setdefault("recording", "tests.recording:RecordingConnector")
+
+@pytest.fixture(scope="session", autouse=True)
+def recording_connector_plugin(tmp_path_factory: pytest.TempPathFactory) -> Iterator[None]:
+    """`type: recording` (tests.recording) as an installed plugin, for every test."""
+    folder = write_distribution(
+        tmp_path_factory.mktemp("plugins"),
+        "leadrelay-test-connectors",
+        {"leadrelay.connectors": {"recording": "tests.recording:RecordingConnector"}},
+    )
+    sys.path.insert(0, str(folder))
+    try:
+        yield
+    finally:
+        sys.path.remove(str(folder))
+
 
 POSTGRES_URL = os.environ.get(
     "LEADRELAY_TEST_POSTGRES_URL", "postgresql+psycopg://postgres@127.0.0.1:5432/test"

@@ -11,24 +11,21 @@ from leadrelay.core.app.config import parse_config
 from leadrelay.core.delivery.contract import Delivered
 from leadrelay.core.delivery.registry import available_types, connector_class
 from tests.factories import make_event
+from tests.plugins import install_plugin
 
 EXAMPLE = Path(__file__).resolve().parents[1] / "examples" / "custom_connector"
 
 
 @pytest.fixture
 def installed_example(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    # What `pip install` leaves behind: the package importable and a dist-info with the
-    # entry point; importlib.metadata reads dist-info folders found on sys.path.
-    dist_info = tmp_path / "leadrelay_jsonl-0.1.0.dist-info"
-    dist_info.mkdir()
-    (dist_info / "METADATA").write_text(
-        "Metadata-Version: 2.1\nName: leadrelay-jsonl\nVersion: 0.1.0\n"
-    )
-    (dist_info / "entry_points.txt").write_text(
-        "[leadrelay.connectors]\njsonl = leadrelay_jsonl:JsonLinesConnector\n"
+    # What `pip install` leaves behind: the package importable and its entry point.
+    install_plugin(
+        tmp_path,
+        monkeypatch,
+        {"leadrelay.connectors": {"jsonl": "leadrelay_jsonl:JsonLinesConnector"}},
+        name="leadrelay-jsonl",
     )
     monkeypatch.syspath_prepend(str(EXAMPLE))
-    monkeypatch.syspath_prepend(str(tmp_path))
 
 
 @pytest.mark.usefixtures("installed_example")

@@ -17,7 +17,9 @@ from typing import Any
 import click
 
 from leadrelay.core import logs
-from leadrelay.core.app.config import Config, ConfigError, load_config, parse_duration
+from leadrelay.core.app.config import Config, ConfigError, load_config
+from leadrelay.core.durations import parse_duration
+from leadrelay.core.ingest.settings import unsigned_sources
 from leadrelay.core.store.store import DeliveryFilter, EventFilter, Store
 
 CONFIG_OPTION = click.option(
@@ -501,7 +503,7 @@ def validate(config_path: str | None, check_connections: bool) -> None:
     click.echo(
         f"{config.path}: OK ({len(config.sources)} sources, {len(config.connectors)} connectors)"
     )
-    for name in config.sources_without_secrets():
+    for name in unsigned_sources(config):
         click.echo(f"warning: source {name} has no secrets and accepts unsigned requests")
     if not check_connections:
         return

@@ -10,23 +10,23 @@ import os
 import re
 from datetime import timedelta
 from pathlib import Path
-from typing import Annotated, Any
+from typing import Any
 
 import yaml
 from pydantic import (
     BaseModel,
-    BeforeValidator,
     ConfigDict,
     Field,
-    SecretStr,
     ValidationError,
     field_validator,
     model_validator,
 )
 
 from leadrelay.core.delivery.contract import ConnectorOptions
+from leadrelay.core.delivery.policy import DeliveryPolicy
 from leadrelay.core.delivery.registry import UnknownConnectorType, connector_class
-from leadrelay.core.ingest.providers import PROVIDERS
+from leadrelay.core.durations import Duration
+from leadrelay.core.ingest.settings import ServerConfig, SourceConfig
 
 CONFIG_ENV_VAR = "LEADRELAY_CONFIG"
 DEFAULT_CONFIG_FILE = "connectors.yaml"
@@ -43,29 +43,6 @@ class ConfigError(Exception):
         super().__init__(f"{where}: {problem}")
 
 
-# -- durations ----------------------------------------------------------------------------
-
-_DURATION = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*(ms|s|m|h|d|w)?\s*$")
-_UNIT_SECONDS = {"ms": 0.001, "s": 1, "m": 60, "h": 3600, "d": 86400, "w": 604800, None: 1}
-
-
-def parse_duration(value: Any) -> timedelta:
-    """`30s`, `2m`, `1h`, `30d`, or a number of seconds."""
-    if isinstance(value, timedelta):
-        return value
-    if isinstance(value, bool):
-        raise ValueError("expected a duration like 30s, 10m, 6h or 30d")
-    if isinstance(value, int | float):
-        return timedelta(seconds=value)
-    match = _DURATION.match(str(value))
-    if not match:
-        raise ValueError(f"expected a duration like 30s, 10m, 6h or 30d, got {value!r}")
-    number, unit = match.groups()
-    return timedelta(seconds=float(number) * _UNIT_SECONDS[unit])
-
-
-Duration = Annotated[timedelta, BeforeValidator(parse_duration)]
-
 # -- models -------------------------------------------------------------------------------
 
 _NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$")
@@ -75,57 +52,11 @@ class _Strict(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
 
 
-class SourceConfig(_Strict):
-    provider: str
-    secrets: list[SecretStr] = Field(default_factory=list)
-
-    @field_validator("provider")
-    @classmethod
-    def _known_provider(cls, value: str) -> str:
-        if value not in PROVIDERS:
-            raise ValueError(f"unknown provider {value!r}; one of: {', '.join(sorted(PROVIDERS))}")
-        return value
-
-    @field_validator("secrets")
-    @classmethod
-    def _no_blank_secret(cls, value: list[SecretStr]) -> list[SecretStr]:
-        if any(not s.get_secret_value() for s in value):
-            raise ValueError("a secret is empty (is its environment variable set?)")
-        return value
-
-    def secret_values(self) -> list[str]:
-        return [s.get_secret_value() for s in self.secrets]
-
-
-class DeliveryConfig(_Strict):
-    max_attempts: int = Field(default=8, ge=1, le=100)
-    backoff: list[Duration] = Field(
-        default_factory=lambda: [
-            parse_duration(d) for d in ("30s", "2m", "10m", "1h", "6h", "24h")
-        ],
-        min_length=1,
-    )
-    # Fraction of each delay added at random, so a burst of failures does not retry in step.
-    jitter: float = Field(default=0.1, ge=0, le=1)
-    lease: Duration = Field(default=timedelta(minutes=2))
-    poll_interval: Duration = Field(default=timedelta(seconds=2))
-    # A Retry-After longer than this is capped, so one odd header cannot park a lead for days.
-    max_retry_after: Duration = Field(default=timedelta(hours=1))
-
-    def delay_after(self, attempt: int) -> timedelta:
-        """Delay before attempt `attempt + 1`, the last step repeating."""
-        return self.backoff[min(attempt - 1, len(self.backoff) - 1)]
-
-
-class ServerConfig(_Strict):
-    max_body_bytes: int = Field(default=1024 * 1024, ge=1024)
-
-
 class Config(_Strict):
     store: str = "sqlite:///./leadrelay.db"
     sources: dict[str, SourceConfig] = Field(default_factory=dict)
     connectors: dict[str, ConnectorOptions] = Field(default_factory=dict)
-    delivery: DeliveryConfig = Field(default_factory=DeliveryConfig)
+    delivery: DeliveryPolicy = Field(default_factory=DeliveryPolicy)
     retention: Duration = Field(default=timedelta(days=30))
     dedup_retention: Duration = Field(default=timedelta(days=365))
     server: ServerConfig = Field(default_factory=ServerConfig)
@@ -160,9 +91,6 @@ class Config(_Strict):
                         self.path, f"connectors.{name}.sources", f"no source named {source!r}"
                     )
         return self
-
-    def sources_without_secrets(self) -> list[str]:
-        return [name for name, source in self.sources.items() if not source.secrets]
 
     def masked_store_url(self) -> str:
         return re.sub(r"(://[^:/@]+:)[^@]*@", r"\1****@", self.store)

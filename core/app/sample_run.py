@@ -14,8 +14,8 @@ from typing import Any
 from leadrelay.core.app.config import Config
 from leadrelay.core.app.samples import SampleRequest
 from leadrelay.core.delivery.contract import Connector, Delivered, Skipped
+from leadrelay.core.delivery.policy import outcome_label
 from leadrelay.core.delivery.routing import matches
-from leadrelay.core.delivery.worker import outcome_label
 from leadrelay.core.ingest.providers import PROVIDERS, Ignored, Parsed, SignatureError, Unreadable
 from leadrelay.core.store.store import utcnow
 

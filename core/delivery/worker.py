@@ -20,20 +20,19 @@ import time
 import uuid
 from collections.abc import Callable, Mapping, Sequence
 from datetime import datetime, timedelta
+from typing import Protocol
 
 from sqlalchemy.engine import make_url
 
 from leadrelay.core import metrics
-from leadrelay.core.app.config import Config, DeliveryConfig
 from leadrelay.core.delivery.contract import (
     Connector,
-    Delivered,
+    ConnectorOptions,
     Outcome,
-    Permanent,
     RateLimited,
     Retryable,
-    Skipped,
 )
+from leadrelay.core.delivery.policy import DeliveryPolicy, decide, outcome_label
 from leadrelay.core.delivery.registry import connector_class
 from leadrelay.core.logs import fields
 from leadrelay.core.schema import Activity, LeadEvent
@@ -55,11 +54,26 @@ _DISABLED_CACHE_S = 2.0
 # two SQLite commits per event would otherwise cap delivery far below ingest. Small enough
 # that even slow destinations finish a claim well inside the lease.
 _MIN_CLAIM = 10
-_MAX_ERROR_CHARS = 2000
 _MAX_WORKER_ID_CHARS = 64  # deliveries.lease_owner, attempts.worker
 
 
-def build_connectors(config: Config) -> dict[str, Connector]:
+class WorkerConfig(Protocol):
+    """The parts of the configuration the worker reads (the app's `Config` has them)."""
+
+    @property
+    def connectors(self) -> Mapping[str, ConnectorOptions]: ...
+
+    @property
+    def delivery(self) -> DeliveryPolicy: ...
+
+    @property
+    def retention(self) -> timedelta: ...
+
+    @property
+    def dedup_retention(self) -> timedelta: ...
+
+
+def build_connectors(config: WorkerConfig) -> dict[str, Connector]:
     return {
         name: connector_class(options.type)(name, options)
         for name, options in config.connectors.items()
@@ -76,62 +90,10 @@ def default_worker_id() -> str:
     return socket.gethostname()[: _MAX_WORKER_ID_CHARS - len(suffix)] + suffix
 
 
-def outcome_label(outcome: Outcome) -> str:
-    return {
-        Delivered: "delivered",
-        Skipped: "skipped",
-        Retryable: "retryable",
-        RateLimited: "rate_limited",
-        Permanent: "permanent",
-    }[type(outcome)]
-
-
-def decide(
-    outcome: Outcome,
-    claimed: ClaimedDelivery,
-    *,
-    now: datetime,
-    started_at: datetime,
-    policy: DeliveryConfig,
-    rng: Callable[[], float] = random.random,
-) -> DeliveryUpdate:
-    """The next state of a delivery after one try: the retry policy in one place."""
-    spent = claimed.attempts + 1
-
-    def update(
-        status: str, next_at: datetime, error: str | None, attempts: int = spent
-    ) -> DeliveryUpdate:
-        return DeliveryUpdate(
-            id=claimed.id,
-            status=status,
-            attempts=attempts,
-            next_attempt_at=next_at,
-            last_error=error[:_MAX_ERROR_CHARS] if error is not None else None,
-            outcome=outcome_label(outcome),
-            started_at=started_at,
-            attempt_number=spent,
-        )
-
-    if isinstance(outcome, Delivered):
-        return update("delivered", now, None)
-    if isinstance(outcome, Skipped):
-        return update("skipped", now, outcome.reason)
-    if isinstance(outcome, Permanent):
-        return update("dead", now, outcome.error)
-    if isinstance(outcome, RateLimited):
-        # Not a spent attempt: the destination is healthy, just asking us to pace.
-        delay = min(timedelta(seconds=max(outcome.retry_after, 0.0)), policy.max_retry_after)
-        return update("pending", now + delay, outcome.error, attempts=claimed.attempts)
-    if spent >= policy.max_attempts:
-        return update("dead", now, f"gave up after {spent} attempts: {outcome.error}")
-    delay = policy.delay_after(spent) * (1 + policy.jitter * rng())
-    return update("pending", now + delay, outcome.error)
-
-
 class Worker:
     def __init__(
         self,
-        config: Config,
+        config: WorkerConfig,
         store: Store,
         connectors: Mapping[str, Connector] | None = None,
         *,

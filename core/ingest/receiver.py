@@ -21,10 +21,10 @@ from flask import Flask, Response, g, request
 from werkzeug.exceptions import HTTPException, RequestEntityTooLarge
 
 from leadrelay.core import metrics
-from leadrelay.core.app.config import Config
 from leadrelay.core.delivery.routing import route
 from leadrelay.core.ingest.providers import PROVIDERS, Ignored, Parsed, SignatureError, Unreadable
 from leadrelay.core.ingest.providers.base import ParseResult
+from leadrelay.core.ingest.settings import ReceiverConfig, unsigned_sources
 from leadrelay.core.logs import fields
 from leadrelay.core.schema import event_id_for
 from leadrelay.core.store.group_commit import GroupCommitter
@@ -173,7 +173,7 @@ class Ingestor:
 
 
 def record_for(
-    config: Config,
+    config: ReceiverConfig,
     *,
     source: str,
     provider: str,
@@ -247,13 +247,13 @@ def _sha256(data: bytes) -> str:
     return hashlib.sha256(data).hexdigest()
 
 
-def create_app(config: Config, store: Store, *, ingestor: Ingestor | None = None) -> Flask:
+def create_app(config: ReceiverConfig, store: Store, *, ingestor: Ingestor | None = None) -> Flask:
     app = Flask(__name__)
     app.config["MAX_CONTENT_LENGTH"] = config.server.max_body_bytes
     ingestor = ingestor or Ingestor(store)
     app.extensions["leadrelay"] = {"config": config, "store": store, "ingestor": ingestor}
 
-    for name in config.sources_without_secrets():
+    for name in unsigned_sources(config):
         log.warning(
             "source %s has no secrets: it accepts unsigned requests",
             name,

@@ -21,6 +21,8 @@ import weakref
 from collections.abc import Iterator
 from contextlib import contextmanager
 
+from leadrelay.core.filelock import flock_until
+
 log = logging.getLogger("leadrelay.store")
 
 # A waiting process polls the lock file: the gaps stay far below a commit's length.
@@ -96,21 +98,3 @@ def _reset_in_child(ref: weakref.ref[WriteLock]) -> None:
     lock._thread_lock = threading.Lock()
     lock._fd = None
     lock._opened = False
-
-
-def flock_until(fd: int, deadline: float, *, first_pause: float, max_pause: float) -> bool:
-    """Take an exclusive flock on `fd`, polling with doubling pauses; False at `deadline`.
-
-    Polled rather than blocking, because a blocked flock cannot be given a timeout.
-    Shared with the CSV connector's sidecar lock.
-    """
-    pause = first_pause
-    while True:
-        try:
-            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-            return True
-        except BlockingIOError:
-            if time.monotonic() >= deadline:
-                return False
-            time.sleep(pause)
-            pause = min(pause * 2, max_pause)

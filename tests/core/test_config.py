@@ -13,7 +13,8 @@ from click.testing import CliRunner
 from leadrelay.core import logs
 from leadrelay.core.app import cli
 from leadrelay.core.app.config import ConfigError, load_config, parse_config
-from leadrelay.core.delivery.registry import BUILTIN_CONNECTORS
+from leadrelay.core.ingest.settings import unsigned_sources
+from tests.plugins import install_plugin
 from tests.process import run_connectors
 
 SECRET = "s3cr3t-do-not-print"
@@ -145,7 +146,7 @@ def test_valid_config_loads_with_interpolation_and_durations(tmp_path: Path) -> 
     config = load_config(write(tmp_path, VALID), env={"ROTATED_SECRET": "rotated"})
 
     assert config.sources["gitleads"].secret_values() == [SECRET, "rotated"]
-    assert config.sources_without_secrets() == ["open"]
+    assert unsigned_sources(config) == ["open"]
     assert config.connectors["archive"].type == "csv"
     assert config.delivery.max_attempts == 5
     assert config.delivery.backoff == [
@@ -292,7 +293,11 @@ def test_connector_type_that_cannot_be_imported_is_a_config_error(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     # e.g. a built-in type whose SDK is not installed: a config answer, not a traceback.
-    monkeypatch.setitem(BUILTIN_CONNECTORS, "broken", "leadrelay.connectors.no_such_module:X")
+    install_plugin(
+        tmp_path,
+        monkeypatch,
+        {"leadrelay.connectors": {"broken": "leadrelay.connectors.no_such_module:X"}},
+    )
     text = f"connectors:\n  crm:\n    type: broken\n    token: {SECRET}\n"
 
     with pytest.raises(ConfigError) as caught:

@@ -7,9 +7,9 @@ from typing import Any
 
 import pytest
 
-from leadrelay.core.app.config import DeliveryConfig
 from leadrelay.core.delivery.contract import Delivered, Permanent, RateLimited, Retryable, Skipped
-from leadrelay.core.delivery.worker import Worker, decide
+from leadrelay.core.delivery.policy import DeliveryPolicy, decide
+from leadrelay.core.delivery.worker import Worker
 from leadrelay.core.store.store import ClaimedDelivery, DeliveryFilter, utcnow
 from tests.conftest import gitleads_body, make_config, migrated_store, request_record
 from tests.factories import make_event
@@ -147,7 +147,7 @@ def test_jitter_adds_a_bounded_random_share_of_the_delay(harness: Any) -> None:
     [(0.0, timedelta(minutes=2)), (0.999, timedelta(minutes=2) * (1 + 0.25 * 0.999))],
 )
 def test_jitter_bounds(rng_value: float, expected: timedelta) -> None:
-    policy = DeliveryConfig(backoff=["30s", "2m"], jitter=0.25, max_attempts=5)
+    policy = DeliveryPolicy(backoff=["30s", "2m"], jitter=0.25, max_attempts=5)
     now = utcnow()
     update = decide(
         Retryable("503"),
