@@ -62,7 +62,7 @@ from leadrelay.core.schema import LeadEvent
 
 logger = logging.getLogger(__name__)
 
-# DESIGN.md "CSV sink columns", in that order.
+# The documented CSV columns (README "Connectors"), in that order.
 DEFAULT_COLUMNS: tuple[str, ...] = (
     "event_id",
     "occurred_at",

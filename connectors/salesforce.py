@@ -1,6 +1,6 @@
 """Salesforce connector: leads into Salesforce Lead records, on `simple-salesforce`.
 
-Authentication (choose one; DESIGN.md "Connector options"):
+Authentication (choose one; README "Connectors"):
 
 - `instance_url` + `session_id`: a session obtained elsewhere. It cannot be renewed here, so
   when Salesforce answers INVALID_SESSION_ID the events fail as Permanent "session expired".

@@ -2,7 +2,7 @@
 
 This module imports nothing else of leadrelay: providers, the store and connectors all
 depend on it, never the other way round. Field names are a public contract (the CSV sink
-and users' own webhook consumers read them), so they match DESIGN.md exactly.
+and users' own webhook consumers read them), so they match docs/design.md exactly.
 """
 
 from __future__ import annotations
@@ -92,7 +92,7 @@ def lead_key(
     github_username: str | None = None,
     provider_lead_id: str | None = None,
 ) -> str | None:
-    """The stable identity of a lead, most reliable identifier first (DESIGN.md).
+    """The stable identity of a lead, most reliable identifier first (docs/design.md, "Providers").
 
     Returns None when the provider gave nothing that identifies the person.
     """

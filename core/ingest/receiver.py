@@ -1,4 +1,4 @@
-"""The Flask receiver: verify, parse, store durably, answer (DESIGN.md "HTTP contract").
+"""The Flask receiver: verify, parse, store durably, answer (docs/design.md, "HTTP contract").
 
 Order of checks for `POST /webhooks/<source>`: unknown source (404) → body size (413,
 enforced while reading, so a chunked body with no length is bounded too) → signature
@@ -59,7 +59,7 @@ def json_response(status: int, body: dict[str, Any]) -> Response:
 
 
 def error_body(code: str, message: str) -> dict[str, str]:
-    """Every error answer's body (DESIGN.md: a code and a human message)."""
+    """Every error answer's body (docs/design.md: a code and a human message)."""
     return {"error": code, "message": message}
 
 

@@ -1,4 +1,4 @@
-"""Every row of DESIGN.md's HTTP contract, through the Flask test client.
+"""Every row of the HTTP contract (docs/design.md), through the Flask test client.
 
 The storing rows run on SQLite and PostgreSQL; each answer is checked against what the
 store holds afterwards (an answer alone proves nothing about durability).

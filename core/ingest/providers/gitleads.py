@@ -1,6 +1,6 @@
 """GitLeads: GitHub signals (stars, keyword issues/PRs/code) captured as leads.
 
-Doc: ../shared/provider-docs/gitleads.txt. Signature: `X-GitLeads-Signature:
+Doc: docs/provider-docs/gitleads.txt. Signature: `X-GitLeads-Signature:
 sha256=<hex>`, HMAC-SHA256 of the raw body (the base class default).
 
 GitLeads sends no event id (`data.id` is the lead's id, shared by its created, enriched

@@ -1,6 +1,6 @@
 """GitProductivity: developers added to / removed from an organization.
 
-Doc: ../shared/provider-docs/gitproductivity.txt. Signature: `X-GitProductivity-Signature:
+Doc: docs/provider-docs/gitproductivity.txt. Signature: `X-GitProductivity-Signature:
 sha256=<hex>`, HMAC-SHA256 of the raw body (the base class default).
 
 The event name is in `type`. `developer.added` is a new lead, `developer.removed` an

@@ -1,6 +1,6 @@
 """LeadHub: outbound webhooks of a lead CRM (lead lifecycle, pipeline, forms).
 
-Doc: ../shared/provider-docs/leadhub.txt. Signature: `X-LeadHub-Signature: sha256=<hex>`,
+Doc: docs/provider-docs/leadhub.txt. Signature: `X-LeadHub-Signature: sha256=<hex>`,
 HMAC-SHA256 of the raw body (the base class default).
 
 `lead.created/updated/deleted` map to the same types; `lead.stage_changed` and

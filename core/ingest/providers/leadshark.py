@@ -1,6 +1,6 @@
 """LeadShark: LinkedIn engagement (email captured, profile visits, likes, comments, DMs).
 
-Docs: ../shared/provider-docs/leadshark-events.txt and leadshark-dm-sent.txt.
+Docs: docs/provider-docs/leadshark-events.txt and leadshark-dm-sent.txt.
 
 Signature: `X-Webhook-Signature: <hex>` (no prefix), HMAC-SHA256 of JavaScript's
 `JSON.stringify(payload)`. We accept an HMAC over the raw body, or over a JS-exact
