@@ -64,7 +64,7 @@ from hubspot.crm import contacts as hs_contacts
 from hubspot.crm.objects import notes as hs_notes
 from pydantic import Field, SecretStr, field_validator, model_validator
 
-from leadrelay.connectors.pacing import Pacer
+from leadrelay.connectors.hubspot.pacing import Pacer
 from leadrelay.core.delivery.contract import (
     ConnectionCheckFailed,
     Connector,
