@@ -127,15 +127,10 @@ def _run_connector(name: str, connector: Connector, event: Any, *, live: bool) -
             detail=f"{type(exc).__name__}: {exc}",
             request=request,
         )
-    detail = (
-        getattr(outcome, "detail", "")
-        or getattr(outcome, "error", "")
-        or getattr(outcome, "reason", "")
-    )
     return ConnectorResult(
         **base,
         outcome=outcome_label(outcome),
         ok=isinstance(outcome, Delivered | Skipped),
-        detail=detail,
+        detail=outcome.message,
         request=request,
     )

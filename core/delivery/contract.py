@@ -7,13 +7,12 @@ in order; it decides what each outcome means for the schedule.
 
 from __future__ import annotations
 
-import re
 from abc import ABC, abstractmethod
 from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any, ClassVar, Generic, Literal, TypeVar
 
-from pydantic import BaseModel, ConfigDict, Field, SecretStr, field_validator
+from pydantic import BaseModel, ConfigDict, Field, field_validator
 
 from leadrelay.core.schema import LEAD_EVENT_TYPES, EventType, Lead, LeadEvent
 
@@ -24,14 +23,14 @@ from leadrelay.core.schema import LEAD_EVENT_TYPES, EventType, Lead, LeadEvent
 class Delivered:
     """The destination has the event (created, updated, or already had it)."""
 
-    detail: str = ""
+    message: str = ""
 
 
 @dataclass(frozen=True)
 class Retryable:
     """A transient failure (network, timeout, 5xx, 408): try again on the backoff schedule."""
 
-    error: str
+    message: str
 
 
 @dataclass(frozen=True)
@@ -41,7 +40,7 @@ class RateLimited:
     Not counted as a spent attempt.
     """
 
-    error: str
+    message: str
     retry_after: float
 
 
@@ -49,14 +48,14 @@ class RateLimited:
 class Permanent:
     """The destination refused this event for good (validation, auth, other 4xx)."""
 
-    error: str
+    message: str
 
 
 @dataclass(frozen=True)
 class Skipped:
     """Deliberately not sent (e.g. `lead.deleted` to a CRM, no usable identity)."""
 
-    reason: str
+    message: str
 
 
 Outcome = Delivered | Retryable | RateLimited | Permanent | Skipped
@@ -122,6 +121,10 @@ class Connector(ABC, Generic[OptionsT]):
     def __init__(self, name: str, options: OptionsT) -> None:
         self.name = name
         self.options = options
+        # Set to a reason when the destination asked not to be called again (410 Gone).
+        # After each `send` the engine reads it, persists `enabled: false` with the
+        # reason, and sets it back to None.
+        self.disable_requested: str | None = None
 
     @abstractmethod
     def send(self, batch: Sequence[LeadEvent]) -> list[Outcome]:
@@ -139,54 +142,3 @@ class Connector(ABC, Generic[OptionsT]):
 
     def __repr__(self) -> str:
         return f"<{type(self).__name__} {self.name!r} {self.options!r}>"
-
-
-# -- helpers shared by HTTP connectors ---------------------------------------------------
-
-
-def parse_retry_after(value: str | None, default: float = 1.0) -> float:
-    """Seconds from a Retry-After header (delta-seconds form); `default` if absent or odd."""
-    if not value:
-        return default
-    try:
-        return max(0.0, float(value))
-    except ValueError:
-        return default
-
-
-_ACTIVITY_LABELS = {
-    "star": "Starred a repository",
-    "issue": "Opened an issue",
-    "pull_request": "Opened a pull request",
-    "code": "Code activity",
-    "comment": "Commented",
-    "like": "Liked a post",
-    "profile_visit": "Visited a profile",
-    "dm": "Direct message",
-    "email_captured": "Email captured",
-    "form_submitted": "Submitted a form",
-    "stage_changed": "Stage changed",
-    "assigned": "Assigned",
-}
-
-
-def activity_label(kind: str) -> str:
-    """A CRM-facing title for an activity kind ("Starred a repository")."""
-    return _ACTIVITY_LABELS.get(kind, kind.replace("_", " ").capitalize())
-
-
-# What a secret is shown as: pydantic's SecretStr mask, so every output masks alike.
-MASK = str(SecretStr("secret"))
-
-_SECRETISH = re.compile(
-    r"(?i)(bearer\s+|token=|access_token=|sessionid=|password=|xox[abposr]-)[^\s&\"']+"
-)
-
-
-def scrub(text: str, *secrets: str | SecretStr | None) -> str:
-    """Remove secret values (and anything that looks like a token) from an error text."""
-    for secret in secrets:
-        value = secret.get_secret_value() if isinstance(secret, SecretStr) else secret
-        if value:
-            text = text.replace(value, MASK)
-    return _SECRETISH.sub(lambda m: m.group(1) + MASK, text)

@@ -90,14 +90,14 @@ def decide(
     if isinstance(outcome, Delivered):
         return update("delivered", now, None)
     if isinstance(outcome, Skipped):
-        return update("skipped", now, outcome.reason)
+        return update("skipped", now, outcome.message)
     if isinstance(outcome, Permanent):
-        return update("dead", now, outcome.error)
+        return update("dead", now, outcome.message)
     if isinstance(outcome, RateLimited):
         # Not a spent attempt: the destination is healthy, just asking us to pace.
         delay = min(timedelta(seconds=max(outcome.retry_after, 0.0)), policy.max_retry_after)
-        return update("pending", now + delay, outcome.error, attempts=claimed.attempts)
+        return update("pending", now + delay, outcome.message, attempts=claimed.attempts)
     if spent >= policy.max_attempts:
-        return update("dead", now, f"gave up after {spent} attempts: {outcome.error}")
+        return update("dead", now, f"gave up after {spent} attempts: {outcome.message}")
     delay = policy.delay_after(spent) * (1 + policy.jitter * rng())
-    return update("pending", now + delay, outcome.error)
+    return update("pending", now + delay, outcome.message)

@@ -182,7 +182,7 @@ class Worker:
             sent += chunk
             outcomes += chunk_outcomes
             troubled = any(isinstance(o, Retryable | RateLimited) for o in chunk_outcomes)
-            if troubled or getattr(connector, "disable_requested", None):
+            if troubled or connector.disable_requested:
                 break
         return sent, outcomes
 
@@ -278,7 +278,7 @@ class Worker:
 
     def _honour_disable_request(self, connector: Connector) -> None:
         # A destination that said 410 Gone asks not to be called again (Standard Webhooks).
-        reason = getattr(connector, "disable_requested", None)
+        reason = connector.disable_requested
         if reason:
             self.store.set_connector_disabled(connector.name, reason)
             self._disabled_read_at = float("-inf")
@@ -288,7 +288,7 @@ class Worker:
                 connector.name,
                 extra=fields(connector=connector.name, reason=reason),
             )
-            connector.disable_requested = None  # type: ignore[attr-defined]
+            connector.disable_requested = None
 
     # -- running --------------------------------------------------------------------------
 

@@ -277,7 +277,7 @@ def test_a_failed_write_is_cut_back_and_retryable(
         [outcome] = connector.send([make_event()])
 
     assert isinstance(outcome, Retryable)
-    assert outcome.error.endswith("No space left on device (ENOSPC)")
+    assert outcome.message.endswith("No space left on device (ENOSPC)")
     assert path.read_bytes() == before
     assert isinstance(connector.send([make_event()])[0], Delivered)
     assert len(data_rows(path)) == 2
@@ -300,7 +300,7 @@ def test_a_file_with_other_columns_is_refused(tmp_path: Path) -> None:
     [outcome] = csv_connector(path).send([make_event()])
 
     assert isinstance(outcome, Permanent)
-    assert "has the columns event_id,email" in outcome.error
+    assert "has the columns event_id,email" in outcome.message
     assert path.read_bytes() == before
     with pytest.raises(ConnectionCheckFailed, match="has the columns event_id,email"):
         csv_connector(path).check_connection()
@@ -315,10 +315,10 @@ def test_unwritable_path_is_retryable_with_the_os_reason(tmp_path: Path) -> None
     [missing] = csv_connector(missing_directory).send([make_event()])
 
     assert isinstance(blocked, Retryable)
-    assert "Not a directory (ENOTDIR)" in blocked.error
+    assert "Not a directory (ENOTDIR)" in blocked.message
     assert isinstance(missing, Retryable)
-    assert "No such file or directory (ENOENT)" in missing.error
-    assert str(missing_directory.parent) in missing.error
+    assert "No such file or directory (ENOENT)" in missing.message
+    assert str(missing_directory.parent) in missing.message
 
 
 @pytest.mark.skipif(os.geteuid() == 0, reason="root ignores file permissions")
@@ -331,7 +331,7 @@ def test_permission_denied_is_retryable(tmp_path: Path) -> None:
     finally:
         locked.chmod(0o700)
     assert isinstance(outcome, Retryable)
-    assert "Permission denied (EACCES)" in outcome.error
+    assert "Permission denied (EACCES)" in outcome.message
 
 
 def test_check_connection(tmp_path: Path) -> None:

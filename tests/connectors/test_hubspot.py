@@ -10,14 +10,9 @@ import pytest
 import requests
 from pydantic import SecretStr, ValidationError
 
-from leadrelay.connectors.hubspot import (
-    NOTES_PATH,
-    UPSERT_PATH,
-    HubSpotConnector,
-    HubSpotOptions,
-    _rate_limit_wait,
-    _Reply,
-)
+from leadrelay.connectors.hubspot.client import NOTES_PATH, UPSERT_PATH, Reply, rate_limit_wait
+from leadrelay.connectors.hubspot.connector import HubSpotConnector
+from leadrelay.connectors.hubspot.options import HubSpotOptions
 from leadrelay.core.delivery.contract import (
     ConnectionCheckFailed,
     Delivered,
@@ -238,8 +233,8 @@ def test_207_partial_result_is_split_per_event(crm: HubSpotConnector, fake: Fake
     assert isinstance(outcomes[0], Delivered)
     assert isinstance(outcomes[2], Delivered)
     assert isinstance(outcomes[1], Permanent)
-    assert "Email address not-an-email is invalid" in outcomes[1].error
-    assert "VALIDATION_ERROR" in outcomes[1].error
+    assert "Email address not-an-email is invalid" in outcomes[1].message
+    assert "VALIDATION_ERROR" in outcomes[1].message
     assert fake.calls_to("POST", UPSERT_PATH) == 1
     assert fake.contact_by("email", "good@example.com") is not None
 
@@ -254,7 +249,7 @@ def test_whole_batch_400_is_halved_until_the_bad_contact_is_found(
     outcomes = crm.send(events)
 
     assert [type(o) for o in outcomes] == [Delivered] * 5 + [Permanent] + [Delivered] * 2
-    assert "Email address broken@ is invalid" in outcomes[5].error  # type: ignore[union-attr]
+    assert "Email address broken@ is invalid" in outcomes[5].message
     assert len(fake.contacts) == 7
     # 1 refused call of 8, then halves: 4 ok + 4 refused, 2 ok + 2 refused, 1 ok + 1 refused
     assert fake.calls_to("POST", UPSERT_PATH) == 7
@@ -270,7 +265,7 @@ def test_a_refusal_about_the_whole_request_stops_halving(
     outcomes = hubspot.send(events)
 
     assert all(isinstance(o, Permanent) for o in outcomes)
-    assert 'Property \\"no_such_property\\" does not exist' in outcomes[0].error  # type: ignore[union-attr]
+    assert 'Property \\"no_such_property\\" does not exist' in outcomes[0].message
     assert fake.calls_to("POST", UPSERT_PATH) == 3  # the batch, then both halves, same words
     hubspot.close()
 
@@ -308,8 +303,8 @@ def test_429_waits_as_the_rate_limit_headers_say(crm: HubSpotConnector, fake: Fa
     assert all(isinstance(o, RateLimited) for o in outcomes)
     # A tenth of the rolling window: capacity comes back as old calls age out.
     assert outcomes[0].retry_after == 6.0  # type: ignore[union-attr]
-    assert "TEN_SECONDLY_ROLLING" in outcomes[0].error  # type: ignore[union-attr]
-    assert "You have reached your ten_secondly_rolling limit." in outcomes[0].error  # type: ignore[union-attr]
+    assert "TEN_SECONDLY_ROLLING" in outcomes[0].message
+    assert "You have reached your ten_secondly_rolling limit." in outcomes[0].message
 
 
 def test_429_prefers_retry_after(crm: HubSpotConnector, fake: FakeHubSpot) -> None:
@@ -328,7 +323,7 @@ def test_daily_limit_waits_an_hour(crm: HubSpotConnector, fake: FakeHubSpot) -> 
 
     assert isinstance(outcome, RateLimited)
     assert outcome.retry_after == 3600.0
-    assert "daily" in outcome.error
+    assert "daily" in outcome.message
 
 
 @pytest.mark.parametrize(
@@ -352,7 +347,7 @@ def test_daily_limit_waits_an_hour(crm: HubSpotConnector, fake: FakeHubSpot) -> 
 def test_rate_limit_wait_reads_each_header(
     headers: dict[str, str], body: dict[str, Any], expected: float
 ) -> None:
-    delay, _ = _rate_limit_wait(_Reply(429, body, headers))
+    delay, _ = rate_limit_wait(Reply(429, body, headers))
     assert delay == expected
 
 
@@ -410,7 +405,7 @@ def test_401_is_permanent_and_says_the_token_is_wrong(server: RunningServer) -> 
     outcomes = hubspot.send([make_event(), make_event(email="x@example.com")])
 
     assert all(isinstance(o, Permanent) for o in outcomes)
-    error = outcomes[0].error  # type: ignore[union-attr]
+    error = outcomes[0].message
     assert "token invalid or expired" in error
     assert "INVALID_AUTHENTICATION" in error
     assert "pat-na1-revoked-0000" not in error
@@ -423,8 +418,8 @@ def test_expired_token_says_so(server: RunningServer, fake: FakeHubSpot) -> None
     [outcome] = connector(server.base_url).send([make_event()])
 
     assert isinstance(outcome, Permanent)
-    assert "expired 7 second(s) ago" in outcome.error
-    assert "EXPIRED_AUTHENTICATION" in outcome.error
+    assert "expired 7 second(s) ago" in outcome.message
+    assert "EXPIRED_AUTHENTICATION" in outcome.message
 
 
 def test_403_names_the_missing_scope(server: RunningServer, fake: FakeHubSpot) -> None:
@@ -433,8 +428,8 @@ def test_403_names_the_missing_scope(server: RunningServer, fake: FakeHubSpot) -
     [outcome] = connector(server.base_url).send([make_event()])
 
     assert isinstance(outcome, Permanent)
-    assert "missing a scope this call needs (one of: crm.objects.contacts.write)" in outcome.error
-    assert "MISSING_SCOPES" in outcome.error
+    assert "missing a scope this call needs (one of: crm.objects.contacts.write)" in outcome.message
+    assert "MISSING_SCOPES" in outcome.message
 
 
 @pytest.mark.parametrize("status", [500, 502, 503, 504, 408])
@@ -447,7 +442,7 @@ def test_5xx_and_408_are_retryable_and_the_sdk_does_not_retry_on_its_own(
     [again] = crm.send([make_event()])
 
     assert isinstance(outcome, Retryable)
-    assert f"HubSpot answered {status}" in outcome.error
+    assert f"HubSpot answered {status}" in outcome.message
     assert isinstance(again, Delivered)
     assert fake.calls_to("POST", UPSERT_PATH) == 2  # one each: no hidden urllib3 retries
 
@@ -468,8 +463,8 @@ def test_connection_refused_is_retryable() -> None:
     outcomes = hubspot.send([make_event(), make_event(email="b@example.com")])
 
     assert all(isinstance(o, Retryable) for o in outcomes)
-    assert "cannot connect to HubSpot" in outcomes[0].error  # type: ignore[union-attr]
-    assert "Connection refused" in outcomes[0].error  # type: ignore[union-attr]
+    assert "cannot connect to HubSpot" in outcomes[0].message
+    assert "Connection refused" in outcomes[0].message
 
 
 def test_timeout_is_retryable(server: RunningServer, fake: FakeHubSpot) -> None:
@@ -479,7 +474,7 @@ def test_timeout_is_retryable(server: RunningServer, fake: FakeHubSpot) -> None:
     [outcome] = hubspot.send([make_event()])
 
     assert isinstance(outcome, Retryable)
-    assert "did not answer within 0.2s" in outcome.error
+    assert "did not answer within 0.2s" in outcome.message
     hubspot.close()
 
 
@@ -515,8 +510,8 @@ def test_lead_without_email_is_skipped_without_key_property(
     [outcome] = crm.send([make_event(email=None)])
 
     assert isinstance(outcome, Skipped)
-    assert "no email" in outcome.reason
-    assert "key_property" in outcome.reason
+    assert "no email" in outcome.message
+    assert "key_property" in outcome.message
     assert fake.requests == []
 
 
@@ -548,7 +543,7 @@ def test_lead_deleted_is_skipped_by_default(crm: HubSpotConnector, fake: FakeHub
     [outcome] = crm.send([make_event(type="lead.deleted")])
 
     assert isinstance(outcome, Skipped)
-    assert "on_delete: archive" in outcome.reason
+    assert "on_delete: archive" in outcome.message
     assert fake.requests == []
 
 
@@ -664,7 +659,7 @@ def test_a_failed_note_is_retried_with_its_contact_and_lands_once(
     [retried] = crm.send([event])
 
     assert isinstance(first, Retryable)
-    assert "HubSpot answered 503" in first.error
+    assert "HubSpot answered 503" in first.message
     assert isinstance(retried, Delivered)
     assert len(fake.contacts) == 1
     contact = fake.contact_by("email", "jane@example.com")
@@ -782,8 +777,8 @@ def test_the_token_is_in_no_repr_and_no_error(crm: HubSpotConnector, fake: FakeH
     [outcome] = crm.send([make_event()])
 
     assert isinstance(outcome, Permanent)
-    assert TOKEN not in outcome.error
-    assert "**********" in outcome.error
+    assert TOKEN not in outcome.message
+    assert "**********" in outcome.message
     assert TOKEN not in repr(crm)
     assert TOKEN not in repr(crm.options)
     assert TOKEN not in str(crm.options.model_dump())
@@ -907,8 +902,8 @@ def test_tls_failure_is_retryable_despite_the_sdk_crashing_on_it(fake: FakeHubSp
         hubspot.close()
 
     assert isinstance(outcome, Retryable)
-    assert "TLS error talking to HubSpot" in outcome.error
-    assert "CERTIFICATE_VERIFY_FAILED" in outcome.error
+    assert "TLS error talking to HubSpot" in outcome.message
+    assert "CERTIFICATE_VERIFY_FAILED" in outcome.message
 
 
 # -- the fake itself answers like HubSpot ------------------------------------------------------

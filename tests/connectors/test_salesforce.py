@@ -123,7 +123,7 @@ def test_upsert_creates_lead_with_mapped_fields(fake: FakeSalesforce, connect: C
     outcome = _only(connect().send([event]))
 
     assert isinstance(outcome, Delivered)
-    assert outcome.detail.startswith("created Lead 00Q")
+    assert outcome.message.startswith("created Lead 00Q")
     [lead] = fake.find(EXT, "email:jane@example.com")
     assert lead["FirstName"] == "Jane"
     assert lead["LastName"] == "Doe"
@@ -147,7 +147,7 @@ def test_upsert_of_existing_lead_updates_without_duplicate(
 
     assert isinstance(first, Delivered)
     assert isinstance(again, Delivered)
-    assert again.detail.startswith("updated Lead")
+    assert again.message.startswith("updated Lead")
     [lead] = fake.find(EXT, "email:jane@example.com")
     assert lead["Title"] == "CTO"
     assert len(fake.leads) == 1
@@ -249,8 +249,8 @@ def test_find_by_email_creates_when_missing_and_matches_next_time(
     created = _only(connector.send([make_event()]))
     updated = _only(connector.send([make_event(type="lead.updated", title="CTO")]))
 
-    assert created.detail.startswith("created Lead")
-    assert updated.detail.startswith("updated Lead")
+    assert created.message.startswith("created Lead")
+    assert updated.message.startswith("updated Lead")
     assert len(fake.leads) == 1
 
 
@@ -284,7 +284,7 @@ def test_lead_without_email_is_skipped_in_email_mode(connect: Connect) -> None:
     outcome = _only(connect(external_id_field=None).send([event]))
 
     assert isinstance(outcome, Skipped)
-    assert "external_id_field" in outcome.reason
+    assert "external_id_field" in outcome.message
 
 
 # -- fallbacks and truncation ----------------------------------------------------------
@@ -472,7 +472,7 @@ def test_an_activity_logs_a_completed_task_on_the_lead(
     [lead] = fake.find("Email", "jane@example.com")
     [task] = fake.tasks_of(lead["Id"])
     assert isinstance(outcome, Delivered)
-    assert outcome.detail == f"created Lead {lead['Id']}; logged Task {next(iter(fake.tasks))}"
+    assert outcome.message == f"created Lead {lead['Id']}; logged Task {next(iter(fake.tasks))}"
     assert task == {
         "WhoId": lead["Id"],
         "Subject": "Starred a repository",
@@ -514,7 +514,7 @@ def test_a_refused_task_is_permanent_and_says_the_lead_was_written(
 
     [lead] = fake.find(EXT, "email:jane@example.com")
     assert isinstance(outcome, Permanent)
-    assert outcome.error == (
+    assert outcome.message == (
         f"created Lead {lead['Id']}, but Salesforce refused its Task: "
         "Salesforce FIELD_CUSTOM_VALIDATION_EXCEPTION: Tasks need an owner"
     )
@@ -531,9 +531,9 @@ def test_a_failed_task_call_is_retried_without_a_second_lead(
     again = _only(connector.send([star(idempotency_key="star-1")]))
 
     assert isinstance(first, Retryable)
-    assert "SERVER_UNAVAILABLE" in first.error
+    assert "SERVER_UNAVAILABLE" in first.message
     assert isinstance(again, Delivered)
-    assert again.detail.startswith("updated Lead")
+    assert again.message.startswith("updated Lead")
     [lead] = fake.find(EXT, "email:jane@example.com")
     assert len(fake.leads) == 1
     assert len(fake.tasks_of(lead["Id"])) == 1
@@ -573,7 +573,7 @@ def test_a_lead_written_before_a_failed_call_still_gets_its_task(
     [lead] = fake.find(EXT, "email:jane@example.com")
     assert rounds == [1, 1]
     assert isinstance(first, Delivered)
-    assert "logged Task" in first.detail
+    assert "logged Task" in first.message
     assert len(fake.tasks_of(lead["Id"])) == 1
     assert second == Retryable("Salesforce answered 503")
 
@@ -628,7 +628,7 @@ def test_deleted_with_archive_sets_closed_status(fake: FakeSalesforce, connect: 
     missing = _only(connector.send([make_event(type="lead.deleted", email="nobody@acme.io")]))
 
     assert isinstance(archived, Delivered)
-    assert archived.detail.startswith("archived Lead")
+    assert archived.message.startswith("archived Lead")
     [lead] = fake.find(EXT, "email:jane@example.com")
     assert lead["Status"] == "Closed - Not Converted"
     assert isinstance(missing, Skipped)
@@ -663,8 +663,8 @@ def test_request_level_errors_are_classified(
     outcome = _only(connect().send([make_event()]))
 
     assert isinstance(outcome, expected)
-    assert code in outcome.error
-    assert message in outcome.error
+    assert code in outcome.message
+    assert message in outcome.message
 
 
 def test_request_limit_exceeded_is_rate_limited(fake: FakeSalesforce, connect: Connect) -> None:
@@ -707,9 +707,9 @@ def test_per_record_errors_split_the_batch(fake: FakeSalesforce, connect: Connec
         "(fields: Region__c)"
     )
     assert isinstance(duplicate, Permanent)
-    assert "DUPLICATES_DETECTED: You're creating a duplicate record" in duplicate.error
+    assert "DUPLICATES_DETECTED: You're creating a duplicate record" in duplicate.message
     assert isinstance(locked, Retryable)
-    assert "UNABLE_TO_LOCK_ROW" in locked.error
+    assert "UNABLE_TO_LOCK_ROW" in locked.message
     assert len(fake.leads) == 1
 
 
@@ -744,7 +744,7 @@ def test_read_only_field_is_permanent(connect: Connect) -> None:
 
     assert isinstance(outcome, Permanent)
     assert "INVALID_FIELD_FOR_INSERT_UPDATE: Unable to create/update fields: IsConverted" in (
-        outcome.error
+        outcome.message
     )
 
 
@@ -784,7 +784,7 @@ def test_new_session_refused_too_is_permanent(fake: FakeSalesforce, connect: Con
     outcome = _only(connector.send([make_event()]))
 
     assert isinstance(outcome, Permanent)
-    assert outcome.error.startswith("login failed: Salesforce refused the new session too")
+    assert outcome.message.startswith("login failed: Salesforce refused the new session too")
     assert fake.logins == 2  # the first login, and exactly one more
 
 
@@ -803,8 +803,8 @@ def test_session_id_mode_sends_and_reports_expiry(
 
     assert isinstance(delivered, Delivered)
     assert isinstance(expired, Permanent)
-    assert expired.error.startswith("session expired: INVALID_SESSION_ID")
-    assert session not in expired.error
+    assert expired.message.startswith("session expired: INVALID_SESSION_ID")
+    assert session not in expired.message
     assert fake.logins == 0
 
 
@@ -814,7 +814,7 @@ def test_soap_login_server_error_is_retryable(fake: FakeSalesforce, connect: Con
     outcome = _only(connect().send([make_event()]))
 
     assert isinstance(outcome, Retryable)
-    assert outcome.error.startswith("login failed: 503")
+    assert outcome.message.startswith("login failed: 503")
 
 
 def _rsa_key_pair(directory: Path) -> tuple[Path, bytes]:
@@ -881,7 +881,7 @@ def test_connection_refused_is_retryable(connect: Connect) -> None:
         outcome = _only(connector.send([make_event()]))
 
     assert isinstance(outcome, Retryable)
-    assert outcome.error.startswith("cannot reach Salesforce")
+    assert outcome.message.startswith("cannot reach Salesforce")
 
 
 def test_timeout_is_retryable(fake: FakeSalesforce, connect: Connect) -> None:
@@ -893,7 +893,7 @@ def test_timeout_is_retryable(fake: FakeSalesforce, connect: Connect) -> None:
     fake.release()
 
     assert isinstance(outcome, Retryable)
-    assert outcome.error.startswith("timeout after 0.3s")
+    assert outcome.message.startswith("timeout after 0.3s")
 
 
 def test_verify_option_wins_over_requests_ca_bundle(
@@ -908,7 +908,7 @@ def test_untrusted_certificate_is_retryable_not_a_crash(connect: Connect) -> Non
     outcome = _only(connect(verify=True).send([make_event()]))
 
     assert isinstance(outcome, Retryable)
-    assert "CERTIFICATE_VERIFY_FAILED" in outcome.error
+    assert "CERTIFICATE_VERIFY_FAILED" in outcome.message
 
 
 # -- check_connection ------------------------------------------------------------------
@@ -959,10 +959,10 @@ def test_secrets_never_in_repr_or_errors(fake: FakeSalesforce, connect: Connect)
     outcome = _only(connector.send([make_event()]))
     failed_login = _only(connect(password="wrong-SECRET").send([make_event()]))
 
-    text = repr(connector) + repr(connector.options) + outcome.error + failed_login.error
+    text = repr(connector) + repr(connector.options) + outcome.message + failed_login.message
     for secret in (session, PASSWORD, TOKEN, "wrong-SECRET", "sessionid=x1"):
         assert secret not in text
-    assert "**********" in outcome.error
+    assert "**********" in outcome.message
 
 
 @pytest.mark.parametrize(

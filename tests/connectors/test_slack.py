@@ -161,7 +161,7 @@ def test_token_mode_posts_one_block_kit_message(server: RunningServer, fake: Fak
 
     assert len(outcomes) == 1
     assert isinstance(outcomes[0], Delivered)
-    assert "C0LEADS01" in outcomes[0].detail
+    assert "C0LEADS01" in outcomes[0].message
     [message] = fake.messages["C0LEADS01"]
     assert message["blocks"][0] == {
         "type": "header",
@@ -389,7 +389,7 @@ def test_ok_false_errors_are_classified(
 
     assert type(outcome) is kind
     for word in words:
-        assert word in outcome.error
+        assert word in outcome.message
     assert fake.all_messages() == []
 
 
@@ -402,19 +402,19 @@ def test_channel_problems_come_from_the_fake_state(server: RunningServer, fake: 
     [outside] = token_connector(server, fake, channel="C0OUTSIDE").send([make_event()])
 
     assert isinstance(missing, Permanent)
-    assert missing.error.startswith("Slack error channel_not_found: C0NOPE999: ")
+    assert missing.message.startswith("Slack error channel_not_found: C0NOPE999: ")
     assert isinstance(archived, Permanent)
-    assert "is_archived" in archived.error
+    assert "is_archived" in archived.message
     assert isinstance(outside, Permanent)
-    assert "not_in_channel" in outside.error
-    assert "/invite" in outside.error
+    assert "not_in_channel" in outside.message
+    assert "/invite" in outside.message
 
 
 def test_missing_chat_write_scope_names_the_scope(server: RunningServer, fake: FakeSlack) -> None:
     fake.scopes = ["channels:read"]
     [outcome] = token_connector(server, fake).send([make_event()])
     assert isinstance(outcome, Permanent)
-    assert "lacks the chat:write scope (it has channels:read)" in outcome.error
+    assert "lacks the chat:write scope (it has channels:read)" in outcome.message
 
 
 @pytest.mark.parametrize("mode", ["token", "webhook"])
@@ -447,7 +447,7 @@ def test_5xx_is_retryable_and_sent_once(
     [outcome] = connector.send([make_event()])
 
     assert isinstance(outcome, Retryable)
-    assert f"HTTP {status}" in outcome.error
+    assert f"HTTP {status}" in outcome.message
     assert len(fake.requests) == 1
 
 
@@ -470,8 +470,8 @@ def test_webhook_plain_text_errors_are_permanent(
     [outcome] = webhook_connector(server, fake).send([make_event()])
 
     assert isinstance(outcome, Permanent)
-    assert outcome.error.startswith(f"HTTP {status}, Slack error {code}: ")
-    assert fake.webhook_secret not in outcome.error
+    assert outcome.message.startswith(f"HTTP {status}, Slack error {code}: ")
+    assert fake.webhook_secret not in outcome.message
 
 
 def test_webhook_errors_from_the_fake_state(server: RunningServer, fake: FakeSlack) -> None:
@@ -482,16 +482,16 @@ def test_webhook_errors_from_the_fake_state(server: RunningServer, fake: FakeSla
     [archived] = webhook_connector(server, fake).send([make_event()])
 
     assert isinstance(unknown_hook, Permanent)
-    assert "no_service" in unknown_hook.error
+    assert "no_service" in unknown_hook.message
     assert isinstance(archived, Permanent)
-    assert "HTTP 410, Slack error channel_is_archived" in archived.error
+    assert "HTTP 410, Slack error channel_is_archived" in archived.message
 
 
 def test_webhook_rollup_error_is_retryable(server: RunningServer, fake: FakeSlack) -> None:
     fake.fail_next("rollup_error")
     [outcome] = webhook_connector(server, fake).send([make_event()])
     assert isinstance(outcome, Retryable)
-    assert "rollup_error" in outcome.error
+    assert "rollup_error" in outcome.message
 
 
 # -- network ------------------------------------------------------------------------------
@@ -505,9 +505,9 @@ def test_connection_refused_is_retryable(fake: FakeSlack, mode: str) -> None:
     [outcome] = connector.send([make_event()])
 
     assert isinstance(outcome, Retryable)
-    assert "cannot reach Slack" in outcome.error
-    assert "refused" in outcome.error.lower()
-    assert fake.webhook_secret not in outcome.error
+    assert "cannot reach Slack" in outcome.message
+    assert "refused" in outcome.message.lower()
+    assert fake.webhook_secret not in outcome.message
 
 
 @pytest.mark.parametrize("mode", ["token", "webhook"])
@@ -541,8 +541,8 @@ def test_secrets_never_appear_in_errors(server: RunningServer, fake: FakeSlack) 
 
     for outcome in (token_outcome, hook_outcome):
         assert isinstance(outcome, Retryable)
-        assert fake.token not in outcome.error
-    assert fake.webhook_secret not in hook_outcome.error
+        assert fake.token not in outcome.message
+    assert fake.webhook_secret not in hook_outcome.message
 
 
 def test_sdk_logs_never_carry_secrets(

@@ -139,9 +139,9 @@ def test_transport_failure_is_retryable(kind: str, failure: str, tmp_path: Path)
     assert len(outcomes) == len(events)
     for outcome in outcomes:
         assert isinstance(outcome, Retryable), outcome
-        assert outcome.error
+        assert outcome.message
         for secret in ("pat-test", "00Dtest!session", "xoxb-test", "/services/T0/B0/secret"):
-            assert secret not in outcome.error
+            assert secret not in outcome.message
 
 
 def test_csv_unwritable_path_is_retryable(tmp_path: Path) -> None:
@@ -155,4 +155,4 @@ def test_csv_unwritable_path_is_retryable(tmp_path: Path) -> None:
 
     assert len(outcomes) == 1
     assert isinstance(outcomes[0], Retryable)
-    assert "directory" in outcomes[0].error.lower()
+    assert "directory" in outcomes[0].message.lower()

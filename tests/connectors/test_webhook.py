@@ -212,8 +212,8 @@ def test_the_receiver_rejects_a_secret_it_does_not_know(base_url: str) -> None:
     outcome = send_one(connector(f"{base_url}/verify", secrets=[OLD_SECRET]))
 
     assert isinstance(outcome, Permanent)
-    assert outcome.error.startswith("HTTP 401")
-    assert "No matching signature found" in outcome.error
+    assert outcome.message.startswith("HTTP 401")
+    assert "No matching signature found" in outcome.message
 
 
 def test_rotation_signs_with_both_secrets_and_a_receiver_knowing_either_accepts(
@@ -400,9 +400,9 @@ def test_410_gone_is_permanent_and_asks_to_disable_the_connector(
         outcome = send_one(conn)
 
     assert isinstance(outcome, Permanent)
-    assert outcome.error.startswith(f"{GONE_ERROR_PREFIX}: ")
-    assert "HTTP 410 GONE: unsubscribed" in outcome.error
-    assert conn.disable_requested == outcome.error
+    assert outcome.message.startswith(f"{GONE_ERROR_PREFIX}: ")
+    assert "HTTP 410 GONE: unsubscribed" in outcome.message
+    assert conn.disable_requested == outcome.message
     [record] = caplog.records
     assert record.levelno == logging.WARNING
     assert "'forward'" in record.getMessage()
@@ -426,7 +426,7 @@ def test_redirects_are_permanent_and_never_followed(
     outcome = send_one(connector(f"{base_url}/status/{code}?location={target}"))
 
     assert isinstance(outcome, Permanent)
-    assert outcome.error.startswith(f"HTTP {code} redirect to {target}")
+    assert outcome.message.startswith(f"HTTP {code} redirect to {target}")
     assert [got.path for got in receiver.captured] == [f"/status/{code}"]
 
 
@@ -434,7 +434,7 @@ def test_a_same_host_redirect_is_not_followed_either(receiver: Receiver, base_ur
     outcome = send_one(connector(f"{base_url}/status/307?location={base_url}/landing"))
 
     assert isinstance(outcome, Permanent)
-    assert f"redirect to {base_url}/landing" in outcome.error
+    assert f"redirect to {base_url}/landing" in outcome.message
     assert [got.path for got in receiver.captured] == ["/status/307"]
 
 
@@ -444,9 +444,9 @@ def test_error_body_is_scrubbed_and_cut_to_500_characters(base_url: str) -> None
     outcome = send_one(conn)
 
     assert isinstance(outcome, Permanent)
-    assert AUTH_TOKEN not in outcome.error
-    assert "rcv-token" not in outcome.error
-    prefix, _, body = outcome.error.partition(": ")
+    assert AUTH_TOKEN not in outcome.message
+    assert "rcv-token" not in outcome.message
+    prefix, _, body = outcome.message.partition(": ")
     assert prefix == "HTTP 400 BAD REQUEST"
     assert body.startswith(f"rejected token {MASK}")
     assert len(body) <= ERROR_BODY_CHARS
@@ -483,8 +483,8 @@ def test_connection_refused_is_retryable_and_keeps_the_url_path_out() -> None:
     outcome = send_one(connector(url))
 
     assert isinstance(outcome, Retryable)
-    assert outcome.error.startswith("network error: ConnectionError")
-    assert "cap-token-9d8e" not in outcome.error
+    assert outcome.message.startswith("network error: ConnectionError")
+    assert "cap-token-9d8e" not in outcome.message
 
 
 def test_a_slow_receiver_times_out_as_retryable(receiver: Receiver, base_url: str) -> None:
@@ -494,7 +494,7 @@ def test_a_slow_receiver_times_out_as_retryable(receiver: Receiver, base_url: st
         receiver.release_stalled.set()
 
     assert isinstance(outcome, Retryable)
-    assert outcome.error.startswith("no response within 0.2s: ReadTimeout")
+    assert outcome.message.startswith("no response within 0.2s: ReadTimeout")
 
 
 # -- check_connection -----------------------------------------------------------------------

@@ -243,7 +243,7 @@ def test_a_connector_asking_to_be_disabled_is_disabled(engine: Any) -> None:
     RecordingConnector.scripts["rec"] = [Permanent("410 Gone"), Delivered()]
     connector = worker.connectors["rec"]
     connector.batch_size = 1
-    connector.disable_requested = "410 Gone: the endpoint asked to stop"  # type: ignore[attr-defined]
+    connector.disable_requested = "410 Gone: the endpoint asked to stop"
     assert worker.run_once("rec") == 1
     assert store.disabled_connectors() == {"rec": "410 Gone: the endpoint asked to stop"}
     assert worker.run_once("rec") == 0

@@ -1,0 +1,108 @@
+"""Reading lead fields by path and writing their values as text, for every connector.
+
+A field path names one value of an event: a lead field (`email`, `tags`), a provider field
+kept in `lead.extra` (`extra.plan`), an activity field (`activity.url`) or an event field
+(`event.received_at`). Connectors accept the scopes that make sense for them.
+"""
+
+from __future__ import annotations
+
+import json
+from datetime import UTC, datetime
+from typing import Any
+
+from leadrelay.core.schema import Activity, Lead, LeadEvent
+
+LEAD_FIELDS = frozenset(Lead.model_fields) - {"extra"}
+ACTIVITY_FIELDS = frozenset(Activity.model_fields) - {"context"}
+EVENT_FIELDS = frozenset(LeadEvent.model_fields) - {"lead", "activity", "raw"}
+
+
+def path_is_known(
+    path: str, *, scopes: frozenset[str], event_fields: frozenset[str] = EVENT_FIELDS
+) -> bool:
+    """Whether `path` names a value: a lead field, or `<scope>.<name>` for an allowed scope."""
+    scope, dot, name = path.partition(".")
+    if not dot:
+        return path in LEAD_FIELDS
+    if scope not in scopes:
+        return False
+    if scope == "extra":
+        return bool(name)
+    if scope == "activity":
+        return name in ACTIVITY_FIELDS
+    return scope == "event" and name in event_fields
+
+
+def read_path(event: LeadEvent, path: str) -> Any:
+    """The value `path` names in `event` (None when the event has none)."""
+    scope, dot, name = path.partition(".")
+    if not dot:
+        return getattr(event.lead, path)
+    if scope == "extra":
+        return event.lead.extra.get(name)
+    if scope == "activity":
+        return getattr(event.activity, name) if event.activity else None
+    return getattr(event, name)
+
+
+def clean_text(value: str | None) -> str | None:
+    """Text without surrounding white space; None for nothing but white space."""
+    if value is None:
+        return None
+    return value.strip() or None
+
+
+def format_number(value: float) -> str:
+    """A number as people write it: `3`, not `3.0`."""
+    return str(int(value)) if value.is_integer() else repr(value)
+
+
+def as_text(value: Any, *, list_separator: str = ", ") -> str:
+    """A lead value as the text a destination stores; "" for nothing to send.
+
+    Lists are joined (empty items dropped), mappings become sorted JSON, datetimes ISO 8601.
+    """
+    if value is None:
+        return ""
+    if isinstance(value, str):
+        return value.strip()
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if isinstance(value, float):
+        return format_number(value)
+    if isinstance(value, datetime):
+        return value.isoformat()
+    if isinstance(value, list | tuple):
+        items = (as_text(item, list_separator=list_separator) for item in value)
+        return list_separator.join(item for item in items if item)
+    if isinstance(value, dict):
+        return json.dumps(value, sort_keys=True, ensure_ascii=False) if value else ""
+    return str(value).strip()
+
+
+def event_time(event: LeadEvent) -> datetime:
+    """When the event happened (when it was received, if the provider did not say), in UTC."""
+    when = event.occurred_at or event.received_at
+    return when.replace(tzinfo=UTC) if when.tzinfo is None else when.astimezone(UTC)
+
+
+_ACTIVITY_LABELS = {
+    "star": "Starred a repository",
+    "issue": "Opened an issue",
+    "pull_request": "Opened a pull request",
+    "code": "Code activity",
+    "comment": "Commented",
+    "like": "Liked a post",
+    "profile_visit": "Visited a profile",
+    "dm": "Direct message",
+    "email_captured": "Email captured",
+    "form_submitted": "Submitted a form",
+    "stage_changed": "Stage changed",
+    "assigned": "Assigned",
+}
+
+
+def activity_label(kind: str) -> str:
+    """A CRM-facing title for an activity kind ("Starred a repository")."""
+    return _ACTIVITY_LABELS.get(kind, kind.replace("_", " ").capitalize())
