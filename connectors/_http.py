@@ -64,9 +64,7 @@ def classify_status(
     return failure_outcome(status_failure(status), message, retry_after=retry_after)
 
 
-def parse_retry_after(
-    value: str | None, default: float, *, now: datetime | None = None
-) -> float:
+def parse_retry_after(value: str | None, default: float, *, now: datetime | None = None) -> float:
     """Seconds to wait from a Retry-After header, in either form RFC 9110 allows.
 
     `120` (delta-seconds) or `Wed, 21 Oct 2015 07:28:00 GMT` (an HTTP-date, counted from

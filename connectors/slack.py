@@ -34,6 +34,7 @@ import http.client
 import logging
 import re
 from collections.abc import Mapping, Sequence
+from dataclasses import replace
 from datetime import datetime
 from typing import Any, ClassVar, Literal
 from urllib.parse import urlsplit
@@ -43,6 +44,13 @@ from slack_sdk import WebClient
 from slack_sdk.errors import SlackApiError, SlackClientError
 from slack_sdk.webhook import WebhookClient
 
+from leadrelay.connectors._http import (
+    Failure,
+    failure_outcome,
+    parse_retry_after,
+    scrub,
+    status_failure,
+)
 from leadrelay.core.delivery.contract import (
     ConnectionCheckFailed,
     Connector,
@@ -50,10 +58,7 @@ from leadrelay.core.delivery.contract import (
     Delivered,
     Outcome,
     Permanent,
-    RateLimited,
     Retryable,
-    parse_retry_after,
-    scrub,
 )
 from leadrelay.core.schema import LeadEvent
 
@@ -445,12 +450,7 @@ def classify_api_error(
 ) -> Outcome:
     """An outcome for a Web API answer that was not `ok`."""
     code = str(data.get("error") or f"http_{status}")
-    if status == 429 or code == "ratelimited":
-        retry_after = parse_retry_after(_header(headers, "Retry-After"), _DEFAULT_RETRY_AFTER)
-        return RateLimited(f"Slack rate limit ({code})", retry_after)
-    if status >= 500 or status == 408 or code in _TRANSIENT_ERRORS:
-        return Retryable(f"Slack answered HTTP {status}: {_describe(code, data)}")
-    return Permanent(_describe(code, data, channel))
+    return _classify(status, code, headers, data, _describe(code, data, channel))
 
 
 def classify_webhook_answer(status: int, body: str, headers: Mapping[str, Any]) -> Outcome:
@@ -458,12 +458,26 @@ def classify_webhook_answer(status: int, body: str, headers: Mapping[str, Any]) 
     code = body.strip()[:200] or f"http_{status}"
     if 200 <= status < 300:
         return Delivered("posted via incoming webhook")
-    if status == 429:
-        retry_after = parse_retry_after(_header(headers, "Retry-After"), _DEFAULT_RETRY_AFTER)
-        return RateLimited(f"Slack rate limit ({code})", retry_after)
-    if status >= 500 or status == 408 or code in _TRANSIENT_ERRORS:
-        return Retryable(f"Slack answered HTTP {status}: {_describe(code)}")
-    return Permanent(f"HTTP {status}, {_describe(code)}")
+    return _classify(status, code, headers, {}, f"HTTP {status}, {_describe(code)}")
+
+
+def _classify(
+    status: int, code: str, headers: Mapping[str, Any], data: Mapping[str, Any], refusal: str
+) -> Outcome:
+    """Slack's own codes first (`ratelimited`, transient ones), then the HTTP status."""
+    if code == "ratelimited":
+        failure = Failure.RATE_LIMITED
+    elif code in _TRANSIENT_ERRORS:
+        failure = Failure.RETRY
+    else:
+        failure = status_failure(status)
+    message = {
+        Failure.RATE_LIMITED: f"Slack rate limit ({code})",
+        Failure.RETRY: f"Slack answered HTTP {status}: {_describe(code, data)}",
+        Failure.PERMANENT: refusal,
+    }[failure]
+    retry_after = parse_retry_after(_header(headers, "Retry-After"), _DEFAULT_RETRY_AFTER)
+    return failure_outcome(failure, message, retry_after=retry_after)
 
 
 # -- connector ----------------------------------------------------------------------------
@@ -592,7 +606,7 @@ class SlackConnector(Connector[SlackOptions]):
         if 200 <= answer.status_code < 300:
             return
         outcome = classify_webhook_answer(answer.status_code, code, answer.headers)
-        raise ConnectionCheckFailed(f"incoming webhook check failed: {_outcome_text(outcome)}")
+        raise ConnectionCheckFailed(f"incoming webhook check failed: {outcome.message}")
 
     def _check_token(self, client: WebClient) -> None:
         channel = self.options.channel or ""
@@ -709,19 +723,5 @@ def _api_error_text(exc: SlackApiError, channel: str | None) -> str:
     return _describe(code, data, channel)
 
 
-def _outcome_text(outcome: Outcome) -> str:
-    for attribute in ("error", "reason", "detail"):
-        value = getattr(outcome, attribute, None)
-        if isinstance(value, str):
-            return value
-    return repr(outcome)
-
-
 def _scrubbed(outcome: Outcome, *secrets: str) -> Outcome:
-    if isinstance(outcome, Retryable):
-        return Retryable(scrub(outcome.error, *secrets))
-    if isinstance(outcome, Permanent):
-        return Permanent(scrub(outcome.error, *secrets))
-    if isinstance(outcome, RateLimited):
-        return RateLimited(scrub(outcome.error, *secrets), outcome.retry_after)
-    return outcome
+    return replace(outcome, message=scrub(outcome.message, *secrets))

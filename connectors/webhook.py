@@ -44,8 +44,6 @@ import logging
 import re
 import time
 from collections.abc import Sequence
-from datetime import UTC, datetime
-from email.utils import parsedate_to_datetime
 from importlib.metadata import version
 from typing import Any
 from urllib.parse import urlsplit
@@ -54,9 +52,9 @@ import requests
 from pydantic import ConfigDict, Field, SecretStr, field_validator
 from pydantic_core import PydanticSerializationError
 
+from leadrelay.connectors._http import MASK, classify_status, parse_retry_after, scrub
 from leadrelay.connectors.standard_webhooks import decode_secret, webhook_headers
 from leadrelay.core.delivery.contract import (
-    MASK,
     ConnectionCheckFailed,
     Connector,
     ConnectorOptions,
@@ -65,8 +63,6 @@ from leadrelay.core.delivery.contract import (
     Permanent,
     RateLimited,
     Retryable,
-    parse_retry_after,
-    scrub,
 )
 from leadrelay.core.schema import LeadEvent
 
@@ -167,11 +163,11 @@ class WebhookConnector(Connector[WebhookOptions]):
     """Signed JSON POSTs of normalized lead events to one URL.
 
     410 contract with the delivery engine: on a 410 answer the outcome is
-    `Permanent(error="410 Gone: …")` and `disable_requested` is set to a human-readable
-    reason (it stays set for this instance's lifetime). After each `send`, the engine
-    checks `disable_requested`; when set, it persists `enabled: false` for this connector
-    with that reason, so later deliveries wait instead of failing. Re-enabling builds a
-    fresh connector, whose `disable_requested` is None.
+    `Permanent(message="410 Gone: …")` and `disable_requested` (declared by `Connector`)
+    is set to a human-readable reason. After each `send`, the engine checks
+    `disable_requested`; when set, it persists `enabled: false` for this connector with
+    that reason, so later deliveries wait instead of failing, and clears it. Re-enabling
+    builds a fresh connector, whose `disable_requested` is None.
     """
 
     type_name = "webhook"
@@ -192,7 +188,6 @@ class WebhookConnector(Connector[WebhookOptions]):
         capability = _capability_part(options.url)
         if capability:
             self._secret_values.append(capability)
-        self.disable_requested: str | None = None
 
     # -- Connector API -------------------------------------------------------------------
 
@@ -278,13 +273,10 @@ class WebhookConnector(Connector[WebhookOptions]):
         if status == 410:
             return self._gone(detail)
         retry_after = response.headers.get("Retry-After")
-        if status == 429:
-            return RateLimited(detail, _retry_after_seconds(retry_after))
+        wait = parse_retry_after(retry_after, DEFAULT_RATE_LIMIT_DELAY)
         if status == 503 and retry_after:
-            return RateLimited(detail, _retry_after_seconds(retry_after))
-        if status == 408 or status >= 500:
-            return Retryable(detail)
-        return Permanent(detail)
+            return RateLimited(detail, wait)  # Standard Webhooks: an overloaded receiver
+        return classify_status(status, detail, retry_after=wait)
 
     def _gone(self, detail: str) -> Permanent:
         reason = (
@@ -373,17 +365,3 @@ def _read_prefix(response: requests.Response, limit: int) -> bytes:
     except requests.RequestException:
         pass  # the status line already says what happened
     return bytes(received)
-
-
-def _retry_after_seconds(value: str | None) -> float:
-    """Retry-After in either of its HTTP forms: delta-seconds or an HTTP-date."""
-    if value:
-        try:
-            when = parsedate_to_datetime(value)
-        except (TypeError, ValueError):
-            pass  # not a date: delta-seconds (or junk, which gets the default)
-        else:
-            if when.tzinfo is None:
-                when = when.replace(tzinfo=UTC)
-            return max(0.0, (when - datetime.now(UTC)).total_seconds())
-    return parse_retry_after(value, DEFAULT_RATE_LIMIT_DELAY)

@@ -15,13 +15,10 @@ from pydantic import ValidationError
 from simple_salesforce import Salesforce
 from simple_salesforce.exceptions import SalesforceMalformedRequest
 
-from leadrelay.connectors.salesforce import (
-    SalesforceConnector,
-    SalesforceOptions,
-    _BatchFailure,
-    cut,
-    utf16_len,
-)
+from leadrelay.connectors.salesforce.client import BatchFailure
+from leadrelay.connectors.salesforce.connector import SalesforceConnector
+from leadrelay.connectors.salesforce.mapping import cut, utf16_len
+from leadrelay.connectors.salesforce.options import SalesforceOptions
 from leadrelay.core.delivery.contract import (
     ConnectionCheckFailed,
     Delivered,
@@ -563,7 +560,7 @@ def test_a_lead_written_before_a_failed_call_still_gets_its_task(
     def second_round_fails(client: Salesforce, chunk: Any) -> Any:
         rounds.append(len(chunk))
         if len(rounds) == 2:
-            raise _BatchFailure(Retryable("Salesforce answered 503"))
+            raise BatchFailure(Retryable("Salesforce answered 503"))
         return deliver(client, chunk)
 
     monkeypatch.setattr(connector, "_deliver", second_round_fails)

@@ -1,0 +1,393 @@
+"""The Salesforce connector: prepares each event's record, writes a batch, logs Tasks."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Sequence
+from typing import Any, ClassVar
+
+from simple_salesforce import Salesforce, format_soql
+
+from leadrelay.connectors._http import chunks
+from leadrelay.connectors._mapping import clean_text
+from leadrelay.connectors.salesforce.batching import (
+    COLLECTION_LIMIT,
+    LOOKUP_CHUNK,
+    Item,
+    rounds,
+)
+from leadrelay.connectors.salesforce.client import BatchFailure, SalesforceSession
+from leadrelay.connectors.salesforce.mapping import (
+    FIELD_LENGTHS,
+    TASK_WHO_OBJECTS,
+    build_record,
+    task_record,
+    utf16_len,
+)
+from leadrelay.connectors.salesforce.options import SalesforceOptions
+from leadrelay.core.delivery.contract import (
+    ConnectionCheckFailed,
+    Connector,
+    Delivered,
+    Outcome,
+    Permanent,
+    Retryable,
+    Skipped,
+)
+from leadrelay.core.schema import LeadEvent
+
+COLLECTIONS_PATH = "composite/sobjects"
+
+
+class SalesforceConnector(Connector[SalesforceOptions]):
+    """Leads into Salesforce (Lead by default); see the package docstring for the rules."""
+
+    type_name: ClassVar[str] = "salesforce"
+    options_model: ClassVar[type[SalesforceOptions]] = SalesforceOptions
+    batch_size: ClassVar[int] = COLLECTION_LIMIT
+
+    def __init__(self, name: str, options: SalesforceOptions) -> None:
+        super().__init__(name, options)
+        self._session = SalesforceSession(options)
+
+    # -- public API ---------------------------------------------------------------------
+
+    def send(self, batch: Sequence[LeadEvent]) -> list[Outcome]:
+        outcomes: list[Outcome | None] = [None] * len(batch)
+        items: list[Item] = []
+        for index, event in enumerate(batch):
+            prepared = self._prepare(index, event)
+            if isinstance(prepared, Item):
+                items.append(prepared)
+            else:
+                outcomes[index] = prepared
+        if items:
+            with self._session.lock:
+                try:
+                    for round_items in rounds(items):
+                        for chunk in chunks(round_items, COLLECTION_LIMIT):
+                            results = self._session.call(
+                                lambda client, c=chunk: self._deliver(client, c)
+                            )
+                            for index, outcome in results.items():
+                                outcomes[index] = outcome
+                except BatchFailure as failure:
+                    # Stop at the first call-wide failure: the next call would meet it too.
+                    for item in items:
+                        if outcomes[item.index] is None:
+                            outcomes[item.index] = failure.outcome
+                # Also after a failure: records written before it are Delivered and would
+                # not be retried, so their Tasks are logged now (or their outcome becomes
+                # the Task's failure, and the retry writes them again).
+                self._log_tasks(batch, items, outcomes)
+        return [
+            outcome if outcome is not None else Retryable("no result from Salesforce")
+            for outcome in outcomes
+        ]
+
+    def preview(self, event: LeadEvent) -> dict[str, Any]:
+        plan = self._record_plan(event)
+        writes = plan["action"] not in ("skip", "archive")
+        if event.activity is not None and writes and self._logs_tasks():
+            written_id = f"<Id of the {self.options.object} written above>"
+            plan["then_log_task"] = {
+                "method": "POST",
+                "path": self._api_path(COLLECTIONS_PATH),
+                "body": self._collection_body([task_record(event, written_id)], "Task"),
+            }
+        return plan
+
+    def _record_plan(self, event: LeadEvent) -> dict[str, Any]:
+        prepared = self._prepare(0, event)
+        if not isinstance(prepared, Item):
+            return {"action": "skip", "reason": prepared.message}
+        collections = self._api_path(COLLECTIONS_PATH)
+        if self.options.external_id_field and not prepared.archive:
+            return {
+                "action": "upsert",
+                "method": "PATCH",
+                "path": f"{collections}/{self.options.object}/{self.options.external_id_field}",
+                "body": self._collection_body([prepared.record]),
+            }
+        lookup = {
+            "method": "GET",
+            "path": self._api_path("query"),
+            "q": self._lookup_soql([prepared]),
+        }
+        found_id = f"<Id of the {self.options.object} found>"
+        if prepared.archive:
+            return {
+                "action": "archive",
+                "lookup": lookup,
+                "if_found": {
+                    "method": "PATCH",
+                    "path": collections,
+                    "body": self._collection_body([self._archive_record(found_id)]),
+                },
+                "if_not_found": {"action": "skip"},
+            }
+        return {
+            "action": "find_by_email",
+            "lookup": lookup,
+            "if_found": {
+                "method": "PATCH",
+                "path": collections,
+                "body": self._collection_body([{**prepared.record, "id": found_id}]),
+            },
+            "if_not_found": {
+                "method": "POST",
+                "path": collections,
+                "body": self._collection_body([prepared.record]),
+            },
+        }
+
+    def check_connection(self) -> None:
+        describe = self._describe(self.options.object)
+        fields = {f["name"].lower(): f for f in describe.get("fields", [])}
+        problems = []
+        if not describe.get("createable") or not describe.get("updateable"):
+            problems.append(f"this user cannot create and update {self.options.object} records")
+        ext = self.options.external_id_field
+        if ext:
+            spec = fields.get(ext.lower())
+            if spec is None:
+                problems.append(f"{self.options.object} has no field {ext}")
+            elif not spec.get("externalId"):
+                problems.append(f"{ext} is not marked as an External ID field")
+        mapped = [name for name, source in self.options.mapping().items() if source is not None]
+        unknown = [name for name in mapped if name.lower() not in fields]
+        if unknown:
+            problems.append(
+                f"{self.options.object} has no field(s) {', '.join(unknown)}; "
+                "fix them or drop them with field_map: {Field: null}"
+            )
+        if self._logs_tasks() and not self._describe("Task").get("createable"):
+            problems.append(
+                "this user cannot create Task records, which activity events log; grant "
+                "Create on Task or set activity_tasks: false"
+            )
+        if problems:
+            raise ConnectionCheckFailed("; ".join(problems))
+
+    def _describe(self, sobject: str) -> dict[str, Any]:
+        path = f"sobjects/{sobject}/describe"
+        with self._session.lock:
+            try:
+                return self._session.call(lambda client: client.restful(path)) or {}
+            except BatchFailure as failure:
+                raise ConnectionCheckFailed(failure.outcome.message) from None
+
+    def close(self) -> None:
+        self._session.close()
+
+    # -- preparing records --------------------------------------------------------------
+
+    def _prepare(self, index: int, event: LeadEvent) -> Item | Skipped:
+        archive = event.type == "lead.deleted"
+        if archive and self.options.on_delete != "archive":
+            return Skipped("lead.deleted: CRM records are never deleted (on_delete: skip)")
+        record = self.build_record(event)
+        ext = self.options.external_id_field
+        if ext:
+            return Item(index, record, record[ext], archive)
+        email = clean_text(event.lead.email)
+        if not email:
+            return Skipped("lead has no email to find it by; set external_id_field to upsert it")
+        if utf16_len(email) > FIELD_LENGTHS["Email"]:
+            return Skipped(
+                "email is longer than Salesforce's 80-character Email field, so the lead "
+                "cannot be found by it; set external_id_field to upsert it"
+            )
+        return Item(index, record, email, archive)
+
+    def build_record(self, event: LeadEvent) -> dict[str, Any]:
+        """The field values sent for `event` (no `attributes`, no `id`)."""
+        return build_record(event, self.options)
+
+    def _archive_record(self, record_id: str) -> dict[str, Any]:
+        return {"id": record_id, "Status": self.options.archive_status}
+
+    def _api_path(self, path: str) -> str:
+        return f"/services/data/v{self.options.api_version}/{path}"
+
+    def _collection_body(
+        self, records: Sequence[dict[str, Any]], sobject: str | None = None
+    ) -> dict[str, Any]:
+        kind = sobject or self.options.object
+        typed = [{"attributes": {"type": kind}, **record} for record in records]
+        return {"allOrNone": False, "records": typed}
+
+    def _identity_field(self) -> str:
+        return self.options.external_id_field or "Email"
+
+    def _lookup_soql(self, items: Sequence[Item]) -> str:
+        field_name = self._identity_field()
+        converted = " AND IsConverted = false" if self.options.object == "Lead" else ""
+        return format_soql(
+            "SELECT Id, {field:literal} FROM {object:literal} "
+            "WHERE {field:literal} IN {values}{converted:literal} "
+            "ORDER BY LastModifiedDate DESC",
+            field=field_name,
+            object=self.options.object,
+            values=sorted({item.identity for item in items}),
+            converted=converted,
+        )
+
+    # -- talking to Salesforce ----------------------------------------------------------
+
+    def _deliver(self, client: Salesforce, chunk: Sequence[Item]) -> dict[int, Outcome]:
+        """Send one chunk (≤ 200 items, one per lead); one outcome per item."""
+        outcomes: dict[int, Outcome] = {}
+        upserts: list[Item] = []
+        matched: list[Item] = []  # found by a lookup first: Email mode, and archiving
+        for item in chunk:
+            upserting = self.options.external_id_field and not item.archive
+            (upserts if upserting else matched).append(item)
+        if upserts:
+            path = f"{COLLECTIONS_PATH}/{self.options.object}/{self.options.external_id_field}"
+            outcomes.update(
+                self._collection(client, "PATCH", path, upserts, [i.record for i in upserts])
+            )
+        if not matched:
+            return outcomes
+        found = self._lookup(client, matched)
+        updates: list[tuple[Item, dict[str, Any]]] = []
+        creates: list[Item] = []
+        for item in matched:
+            record_id = found.get(item.identity_key)
+            if record_id is None and item.archive:
+                outcomes[item.index] = Skipped(
+                    f"no {self.options.object} with {self._identity_field()} "
+                    f"{item.identity!r} in Salesforce; nothing to archive"
+                )
+            elif record_id is None:
+                creates.append(item)
+            elif item.archive:
+                updates.append((item, self._archive_record(record_id)))
+            else:
+                updates.append((item, {**item.record, "id": record_id}))
+        if updates:
+            outcomes.update(
+                self._collection(
+                    client,
+                    "PATCH",
+                    COLLECTIONS_PATH,
+                    [u[0] for u in updates],
+                    [u[1] for u in updates],
+                )
+            )
+        if creates:
+            outcomes.update(
+                self._collection(
+                    client, "POST", COLLECTIONS_PATH, creates, [i.record for i in creates]
+                )
+            )
+        return outcomes
+
+    def _log_tasks(
+        self, batch: Sequence[LeadEvent], items: Sequence[Item], outcomes: list[Outcome | None]
+    ) -> None:
+        """A completed Task on each written record whose event carries an activity.
+
+        After the record, since the Task points at it. A Task cannot be upserted: if its
+        creation fails the event's outcome is the Task's (a retry writes the record again,
+        which is idempotent, and creates the Task), so a Task whose answer was lost after
+        Salesforce stored it is created twice: at-least-once, like HubSpot's notes.
+        """
+        if not self._logs_tasks():
+            return
+        pending = [
+            item
+            for item in items
+            if item.record_id
+            and not item.archive
+            and batch[item.index].activity is not None
+            and isinstance(outcomes[item.index], Delivered)
+        ]
+        for chunk in chunks(pending, COLLECTION_LIMIT):
+            records = [task_record(batch[item.index], item.record_id or "") for item in chunk]
+            results: Sequence[dict[str, Any] | Outcome]
+            try:
+                results = self._session.call(
+                    lambda client, r=records: self._send_records(
+                        client, "POST", COLLECTIONS_PATH, r, "Task"
+                    )
+                )
+            except BatchFailure as failure:
+                results = [failure.outcome] * len(chunk)
+            for item, result in zip(chunk, results, strict=True):
+                written = outcomes[item.index]
+                assert isinstance(written, Delivered)
+                outcomes[item.index] = self._with_task(written, result)
+
+    def _logs_tasks(self) -> bool:
+        return self.options.activity_tasks and self.options.object.lower() in TASK_WHO_OBJECTS
+
+    def _with_task(self, written: Delivered, result: dict[str, Any] | Outcome) -> Outcome:
+        if isinstance(result, dict):
+            if result.get("success"):
+                return Delivered(f"{written.message}; logged Task {result.get('id')}")
+            result = self._session.record_failure(result)
+        if isinstance(result, Permanent):
+            return Permanent(
+                f"{written.message}, but Salesforce refused its Task: {result.message}"
+            )
+        return result
+
+    def _lookup(self, client: Salesforce, items: Sequence[Item]) -> dict[str, str]:
+        """Lower-cased identity -> Id of the matching record (most recently modified)."""
+        field_name = self._identity_field().lower()
+        found: dict[str, str] = {}
+        for chunk in chunks(items, LOOKUP_CHUNK):
+            result = client.query_all(self._lookup_soql(chunk))
+            for row in result.get("records", []):
+                value = next((v for k, v in row.items() if k.lower() == field_name), None)
+                if isinstance(value, str):
+                    found.setdefault(value.lower(), row["Id"])
+        return found
+
+    def _collection(
+        self,
+        client: Salesforce,
+        method: str,
+        path: str,
+        items: Sequence[Item],
+        records: Sequence[dict[str, Any]],
+    ) -> dict[int, Outcome]:
+        results = self._send_records(client, method, path, records)
+        return {
+            item.index: self._record_outcome(item, result, method)
+            for item, result in zip(items, results, strict=True)
+        }
+
+    def _send_records(
+        self,
+        client: Salesforce,
+        method: str,
+        path: str,
+        records: Sequence[dict[str, Any]],
+        sobject: str | None = None,
+    ) -> list[dict[str, Any]]:
+        """One sObject Collections call; its per-record results, one per record."""
+        body = json.dumps(self._collection_body(records, sobject))
+        results = client.restful(path, method=method, data=body)
+        if not isinstance(results, list) or len(results) != len(records):
+            raise BatchFailure(
+                Retryable(
+                    f"Salesforce answered {path} with {len(results or [])} results "
+                    f"for {len(records)} records"
+                )
+            )
+        return results
+
+    def _record_outcome(self, item: Item, result: dict[str, Any], method: str) -> Outcome:
+        if result.get("success"):
+            item.record_id = result.get("id")
+            if item.archive:
+                verb = "archived"
+            elif "created" in result:
+                verb = "created" if result["created"] else "updated"
+            else:
+                verb = "created" if method == "POST" else "updated"
+            return Delivered(f"{verb} {self.options.object} {result.get('id')}")
+        return self._session.record_failure(result)
