@@ -937,3 +937,51 @@ def test_fake_refuses_more_than_100_inputs_and_duplicate_ids(
     assert anonymous.status_code == 401
     assert anonymous.json()["category"] == "INVALID_AUTHENTICATION"
     assert fake.contacts == {}
+
+
+# -- a 2xx that leaves a record out ------------------------------------------------------------
+
+
+def _upsert_result(trace: str, email: str, record_id: str) -> dict[str, Any]:
+    return {
+        "id": record_id,
+        "objectWriteTraceId": trace,
+        "properties": {"email": email},
+        "new": True,
+    }
+
+
+@pytest.mark.parametrize(
+    ("status", "body"),
+    [
+        # A 200 whose results name only the first input.
+        (200, {"status": "COMPLETE", "results": [_upsert_result("0", "ann@acme.io", "501")]}),
+        # A 207 with one result and no error for the other input.
+        (
+            207,
+            {
+                "status": "COMPLETE",
+                "results": [_upsert_result("0", "ann@acme.io", "501")],
+                "errors": [],
+            },
+        ),
+        # The result that is there cannot be tied to either input, and one is missing.
+        (200, {"status": "COMPLETE", "results": []}),
+    ],
+    ids=["200-one-result", "207-one-result-no-error", "200-empty-results"],
+)
+def test_a_2xx_that_leaves_a_record_out_does_not_count_it_delivered(
+    crm: HubSpotConnector, fake: FakeHubSpot, status: int, body: dict[str, Any]
+) -> None:
+    fake.fail_next(status=status, body=body, path=UPSERT_PATH)
+    events = [make_event(email="ann@acme.io"), make_event(email="bob@acme.io")]
+
+    outcomes = crm.send(events)
+
+    left_out = outcomes[1]
+    assert isinstance(left_out, Retryable), outcomes
+    assert f"HubSpot answered {status} without a result for this record" in left_out.message
+    if body["results"]:
+        assert outcomes[0] == Delivered("created contact 501")
+    else:
+        assert isinstance(outcomes[0], Retryable)

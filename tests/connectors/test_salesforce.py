@@ -338,15 +338,52 @@ def test_last_name_fallbacks(
 @pytest.mark.parametrize(
     ("lead", "company"),
     [
-        ({}, "Vercel"),
-        ({"company": None, "email": "ann@globex.io"}, "globex.io"),
-        ({"company": None, "email": "ann@gmail.com"}, "[not provided]"),
-        ({"company": None, "email": "123+ann@users.noreply.github.com"}, "[not provided]"),
-        ({"company": "  ", "email": None, "github_username": "ann"}, "[not provided]"),
+        pytest.param({}, "Vercel", id="company-as-given"),
+        pytest.param({"company": "  Globex  "}, "Globex", id="company-trimmed"),
+        pytest.param({"company": None, "email": "ann@globex.io"}, "globex.io", id="email-domain"),
+        pytest.param(
+            {"company": None, "email": "Ann@Globex.IO"}, "globex.io", id="email-domain-lowercased"
+        ),
+        pytest.param(
+            {"company": "  ", "email": "ann@globex.io"}, "globex.io", id="blank-company-is-missing"
+        ),
+        pytest.param(
+            {"company": None, "email": "ann@gmail.com"}, "[not provided]", id="free-mail-domain"
+        ),
+        pytest.param(
+            {"company": None, "email": "123+ann@users.noreply.github.com"},
+            "[not provided]",
+            id="github-no-reply-domain",
+        ),
+        pytest.param(
+            {"company": None, "email": "ann@bots.noreply.github.com"},
+            "[not provided]",
+            id="any-noreply-github-subdomain",
+        ),
+        pytest.param(
+            {"company": None, "email": "not-an-address"}, "[not provided]", id="email-without-at"
+        ),
+        pytest.param(
+            {"company": "  ", "email": None, "github_username": "ann"},
+            "[not provided]",
+            id="no-email",
+        ),
     ],
 )
 def test_company_fallbacks(connect: Connect, lead: dict[str, Any], company: str) -> None:
     assert connect().build_record(make_event(**lead))["Company"] == company
+
+
+def test_company_fallback_is_the_configured_value(connect: Connect) -> None:
+    event = make_event(company=None, email="ann@gmail.com")
+
+    assert connect(fallback_company="Individual").build_record(event)["Company"] == "Individual"
+
+
+def test_company_mapped_to_null_gets_no_fallback(connect: Connect) -> None:
+    event = make_event(company=None, email="ann@globex.io")
+
+    assert "Company" not in connect(field_map={"Company": None}).build_record(event)
 
 
 def test_fallback_values_are_configurable_and_accepted(
