@@ -7,6 +7,8 @@ Properties, for every provider:
 - Any JSON object, and documented samples mutated at random, correctly signed: 200
   (accepted, ignored or duplicate) or 202 quarantined, never lost: the event is in the
   store with the exact body.
+- No adapter fails on any of them: an adapter that raises is quarantined like an
+  unreadable shape, but logs an error, which fails the property.
 - A genuine request with its signature altered in any way, or re-signed with another
   secret, or (raw-body providers) its body altered by one byte: 401, nothing stored.
 
@@ -16,6 +18,7 @@ Properties, for every provider:
 from __future__ import annotations
 
 import json
+import logging
 import tempfile
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
@@ -40,16 +43,36 @@ RAW_BODY_PROVIDERS = sorted(SIGNATURE_PREFIXES)  # all but LeadShark sign the by
 ALL_EVENTS = EventFilter(limit=1_000_000)
 
 
+class AdapterErrors(logging.Handler):
+    """Collects what the provider adapters log when they raise (a defect, not a shape)."""
+
+    def __init__(self) -> None:
+        super().__init__(logging.ERROR)
+        self.records: list[logging.LogRecord] = []
+
+    def emit(self, record: logging.LogRecord) -> None:
+        self.records.append(record)
+
+    def assert_none(self) -> None:
+        errors = [(r.getMessage(), r.exc_info and r.exc_info[1]) for r in self.records]
+        self.records.clear()
+        assert errors == []
+
+
 @contextmanager
-def receiver() -> Iterator[tuple[FlaskClient, Store]]:
+def receiver() -> Iterator[tuple[FlaskClient, Store, AdapterErrors]]:
     """A receiver on a fresh SQLite file (one per property run, shared by its examples)."""
+    adapter_errors = AdapterErrors()
+    logger = logging.getLogger("leadrelay.providers")
+    logger.addHandler(adapter_errors)
     with tempfile.TemporaryDirectory(prefix="leadrelay-fuzz-") as directory:
         url = f"sqlite:///{Path(directory) / 'leadrelay.db'}"
         store = migrated_store(url)
         try:
-            yield create_app(make_config(url), store).test_client(), store
+            yield create_app(make_config(url), store).test_client(), store, adapter_errors
         finally:
             store.close()
+            logger.removeHandler(adapter_errors)
 
 
 def signature_headers(provider: str, body: bytes, secret: str | None = None) -> dict[str, str]:
@@ -84,9 +107,12 @@ def post(client: FlaskClient, provider: str, body: bytes, headers: dict[str, str
     )
 
 
-def check_any_bytes(client: FlaskClient, store: Store, provider: str, body: bytes) -> None:
+def check_any_bytes(
+    client: FlaskClient, store: Store, adapter_errors: AdapterErrors, provider: str, body: bytes
+) -> None:
     response = post(client, provider, body, signature_headers(provider, body))
     answer = response.get_json()
+    adapter_errors.assert_none()
     assert response.status_code in (200, 202, 400), (response.status_code, answer)
     if strict_json_object(body):
         assert response.status_code in (200, 202), answer
@@ -96,7 +122,9 @@ def check_any_bytes(client: FlaskClient, store: Store, provider: str, body: byte
         assert answer["error"] in {"invalid_json", "not_an_object"}
 
 
-def check_json_object(client: FlaskClient, store: Store, provider: str, payload: Any) -> None:
+def check_json_object(
+    client: FlaskClient, store: Store, adapter_errors: AdapterErrors, provider: str, payload: Any
+) -> None:
     try:
         body = json.dumps(payload, allow_nan=False, ensure_ascii=False).encode("utf-8")
     except (ValueError, UnicodeEncodeError):
@@ -108,6 +136,7 @@ def check_json_object(client: FlaskClient, store: Store, provider: str, payload:
         headers = {}
     response = post(client, provider, body, {**headers, **signature_headers(provider, body)})
     answer = response.get_json()
+    adapter_errors.assert_none()
     assert response.status_code in (200, 202), (response.status_code, answer)
     assert answer["status"] in {"accepted", "ignored", "duplicate", "quarantined"}
     # Never lost: whatever the adapter made of it, the exact bytes are stored (a duplicate
@@ -155,17 +184,17 @@ def _properties(examples: int) -> dict[str, Callable[[], None]]:
             | json_objects.map(lambda v: json.dumps(v, ensure_ascii=False).encode("utf-8"))
             | st.text(max_size=200).map(lambda t: t.encode("utf-8", "surrogatepass"))
         )
-        with receiver() as (client, store):
+        with receiver() as (client, store, adapter_errors):
 
             @common
             @given(st.sampled_from(PROVIDER_NAMES), bodies)
             def run(provider: str, body: bytes) -> None:
-                check_any_bytes(client, store, provider, body)
+                check_any_bytes(client, store, adapter_errors, provider, body)
 
             run()
 
     def json_and_samples() -> None:
-        with receiver() as (client, store):
+        with receiver() as (client, store, adapter_errors):
 
             @common
             @given(st.data())
@@ -175,12 +204,12 @@ def _properties(examples: int) -> dict[str, Callable[[], None]]:
                 else:
                     provider = data.draw(st.sampled_from(PROVIDER_NAMES))
                     payload = data.draw(json_objects)
-                check_json_object(client, store, provider, payload)
+                check_json_object(client, store, adapter_errors, provider, payload)
 
             run()
 
     def tampered() -> None:
-        with receiver() as (client, store):
+        with receiver() as (client, store, _adapter_errors):
 
             @common
             @given(

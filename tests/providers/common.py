@@ -7,7 +7,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-from leadrelay.core.ingest.providers import PROVIDERS, Parsed
+from leadrelay.core.ingest.providers import PROVIDERS, Ignored, Parsed, Unreadable
 from leadrelay.core.ingest.providers.base import ParseResult
 from leadrelay.core.schema import LeadEvent
 
@@ -41,3 +41,12 @@ def parse_event(provider: str, payload: Any, **kwargs: Any) -> LeadEvent:
     result = parse(provider, payload, **kwargs)
     assert isinstance(result, Parsed), result
     return result.event
+
+
+def assert_read_without_adapter_error(result: object, where: object = None) -> None:
+    """A typed result that is not an adapter defect: an adapter that raises is quarantined
+    like a payload it cannot read, and only `adapter_error` tells the two apart. `where`
+    (the mutation tried, say) goes into the failure message."""
+    assert isinstance(result, Parsed | Ignored | Unreadable), (where, result)
+    if isinstance(result, Unreadable):
+        assert result.adapter_error is None, (where, result)

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import copy
 import json
-from collections.abc import Callable
+from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
 import pytest
@@ -16,19 +16,19 @@ from leadrelay.core.ingest.providers import (
     PROVIDERS,
     Ignored,
     Parsed,
+    Provider,
     SignatureError,
-    Unreadable,
     jsjson,
 )
+from leadrelay.core.ingest.providers.gitleads import GitLeadsProvider
 from leadrelay.core.schema import event_id_for
-from tests.providers.common import RECEIVED_AT
+from tests.providers.common import RECEIVED_AT, assert_read_without_adapter_error
 from tests.providers.test_robustness import key_paths, leaf_paths, load, set_at
 from tests.providers.test_samples import sample_paths
 from tests.signing import SIGNATURE_HEADERS, hmac_hex
 
 FAST_EXAMPLES = 100
 SLOW_EXAMPLES = 3000
-TYPED = (Parsed, Ignored, Unreadable)
 PROVIDER_NAMES = sorted(PROVIDERS)
 SAMPLES = [(path.parent.name, load(path)) for path in sample_paths()]
 EVENT_NAMES = sorted({name for p in PROVIDERS.values() for name in p.event_types})
@@ -90,7 +90,7 @@ def mutated_samples(draw: st.DrawFn) -> tuple[str, dict[str, Any]]:
 def check_parse(provider: str, payload: Any, headers: dict[str, str]) -> None:
     adapter = PROVIDERS[provider]
     result = adapter.parse(payload, source="src", received_at=RECEIVED_AT, headers=headers)
-    assert isinstance(result, TYPED)
+    assert_read_without_adapter_error(result, payload)
     again = adapter.parse(payload, source="src", received_at=RECEIVED_AT, headers=headers)
     if isinstance(result, Parsed):
         assert isinstance(again, Parsed)
@@ -104,18 +104,37 @@ def check_parse(provider: str, payload: Any, headers: dict[str, str]) -> None:
         assert result.reason
 
 
-def check_verify(provider: str, body: bytes, signature: str | None, secrets: list[str]) -> None:
-    headers = {} if signature is None else {SIGNATURE_HEADERS[provider]: signature}
+def verify_error(
+    adapter: Provider, headers: dict[str, str], body: bytes, secrets: list[str]
+) -> SignatureError | None:
     try:
-        PROVIDERS[provider].verify(headers, body, secrets)
-    except SignatureError as caught:
-        error = caught
-    else:
+        adapter.verify(headers, body, secrets)
+    except SignatureError as error:
+        return error
+    return None
+
+
+def check_verify(
+    provider: str,
+    body: bytes,
+    signature: str | None,
+    secrets: list[str],
+    adapter: Provider | None = None,
+) -> None:
+    """Verify returns or raises SignatureError, and its message cannot reveal a secret: it
+    is the same message as with other secrets that do not match either. (Looking for the
+    secret in the message would flag a secret such as "head" in "missing ... header".)"""
+    adapter = adapter or PROVIDERS[provider]
+    headers = {} if signature is None else {SIGNATURE_HEADERS[provider]: signature}
+    error = verify_error(adapter, headers, body, secrets)
+    if error is None:
         return
     assert error.reason in {"missing", "malformed", "mismatch"}
-    for secret in secrets:
-        if len(secret) > 3:
-            assert secret not in error.message
+    # Longer than any generated secret, so never one of them.
+    others = [f"another-secret-that-matches-nothing-{i}" for i in range(len(secrets))]
+    other_error = verify_error(adapter, headers, body, others)
+    assert other_error is not None
+    assert (other_error.reason, other_error.message) == (error.reason, error.message)
 
 
 def check_leadshark_accepts_stringify(value: Any, secret: str) -> None:
@@ -178,3 +197,20 @@ def test_property(name: str) -> None:
 @pytest.mark.parametrize("name", sorted(SLOW))
 def test_property_many_examples(name: str) -> None:
     SLOW[name]()
+
+
+def test_a_secret_that_is_a_word_of_the_message_is_no_leak() -> None:
+    # "head" is in "missing X-GitLeads-Signature header" whatever the secret is.
+    check_verify("gitleads", b"{}", None, ["head"])
+
+
+class LeakyGitLeads(GitLeadsProvider):
+    """A verifier with the defect the property looks for."""
+
+    def verify(self, headers: Mapping[str, str], body: bytes, secrets: Sequence[str]) -> None:
+        raise SignatureError("mismatch", f"none of {', '.join(secrets)} signed this")
+
+
+def test_the_verify_property_fails_for_a_message_that_names_the_secret() -> None:
+    with pytest.raises(AssertionError):
+        check_verify("gitleads", b"{}", None, ["s3cret"], adapter=LeakyGitLeads())

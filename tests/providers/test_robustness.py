@@ -5,18 +5,20 @@ from __future__ import annotations
 
 import copy
 import json
+import logging
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import pytest
 
-from leadrelay.core.ingest.providers import PROVIDERS, Ignored, Parsed, Unreadable
-from tests.providers.common import RECEIVED_AT
+from leadrelay.core.ingest.providers import PROVIDERS, Parsed, Unreadable
+from leadrelay.core.ingest.providers.envelope import LeadEnvelope, LeadReading
+from leadrelay.core.ingest.providers.gitleads import GitLeadsProvider
+from tests.providers.common import RECEIVED_AT, assert_read_without_adapter_error, fixture_text
 from tests.providers.test_samples import sample_paths
 
 Path_ = tuple[str | int, ...]
-TYPED = (Parsed, Ignored, Unreadable)
 LONG = 200_000
 
 
@@ -69,7 +71,7 @@ def test_each_leaf_set_to_null(path: Path) -> None:
         payload = copy.deepcopy(original)
         set_at(payload, leaf, None)
         result = parse(path, payload)
-        assert isinstance(result, TYPED), (leaf, result)
+        assert_read_without_adapter_error(result, leaf)
         if isinstance(result, Parsed):
             assert result.event.raw == payload
 
@@ -80,7 +82,7 @@ def test_each_key_removed(path: Path) -> None:
     for key_path in key_paths(original):
         payload = copy.deepcopy(original)
         del get(payload, key_path[:-1])[key_path[-1]]
-        assert isinstance(parse(path, payload), TYPED), key_path
+        assert_read_without_adapter_error(parse(path, payload), key_path)
 
 
 @pytest.mark.parametrize("path", SAMPLES, ids=IDS)
@@ -92,6 +94,8 @@ def test_numbers_as_strings_read_the_same(path: Path) -> None:
         if isinstance(value, int | float) and not isinstance(value, bool):
             set_at(payload, leaf, str(value))
     before, after = parse(path, original), parse(path, payload)
+    assert_read_without_adapter_error(before)
+    assert_read_without_adapter_error(after)
     assert type(after) is type(before)
     if isinstance(before, Parsed) and isinstance(after, Parsed):
         assert after.event.lead.key == before.event.lead.key
@@ -108,10 +112,41 @@ def test_very_long_strings_are_kept_whole(path: Path) -> None:
         if isinstance(value, str) and leaf[-1] not in {"event", "type"}:
             set_at(payload, leaf, value + "x" * LONG)
     result = parse(path, payload)
-    assert isinstance(result, TYPED)
+    assert_read_without_adapter_error(result)
     if isinstance(result, Parsed):
         lead = result.event.lead
         texts = [lead.full_name, lead.title, lead.company, lead.bio, lead.phone, lead.stage]
         assert any(text is not None and len(text) > LONG for text in texts)
         for text in texts:
             assert text is None or len(text) < 2 * LONG + 100
+
+
+class BrokenGitLeads(GitLeadsProvider):
+    """An adapter with a defect: it raises on a payload it should read."""
+
+    def read_lead(self, envelope: LeadEnvelope, payload: dict[str, Any]) -> LeadReading:
+        raise ZeroDivisionError("a bug in the adapter")
+
+
+def test_an_adapter_that_raises_is_quarantined_and_told_apart_from_an_unreadable_shape(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    payload = json.loads(fixture_text("gitleads", "lead.created"))
+    unreadable_shape = {**payload, "data": "not an object"}
+
+    with caplog.at_level(logging.ERROR, logger="leadrelay.providers"):
+        broken = BrokenGitLeads().parse(payload, source="gitleads", received_at=RECEIVED_AT)
+        shape = BrokenGitLeads().parse(unreadable_shape, source="gitleads", received_at=RECEIVED_AT)
+
+    assert isinstance(broken, Unreadable)
+    assert broken.adapter_error == "ZeroDivisionError"
+    assert broken.provider_event == "lead.created"
+    assert isinstance(shape, Unreadable)
+    assert shape.adapter_error is None
+    assert [record.exc_info[0] for record in caplog.records if record.exc_info] == [
+        ZeroDivisionError
+    ]
+    # The suites' check sees the defect and lets the unreadable shape pass.
+    with pytest.raises(AssertionError):
+        assert_read_without_adapter_error(broken)
+    assert_read_without_adapter_error(shape)

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import hashlib
 import hmac
+import logging
 import re
 from abc import ABC, abstractmethod
 from collections.abc import Mapping, Sequence
@@ -19,6 +20,8 @@ from typing import Any, ClassVar
 from leadrelay.core.schema import EventType, LeadEvent
 
 _HEX_DIGEST = re.compile("[0-9a-f]{64}")
+
+log = logging.getLogger("leadrelay.providers")
 
 
 class SignatureError(Exception):
@@ -52,10 +55,15 @@ class Ignored:
 
 @dataclass(frozen=True)
 class Unreadable:
-    """Valid JSON of a shape the adapter cannot read: quarantined raw, replayable later."""
+    """Valid JSON of a shape the adapter cannot read: quarantined raw, replayable later.
+
+    `adapter_error` is the type name of the exception when the adapter itself failed (a
+    defect, quarantined all the same); None when the payload's shape is the problem.
+    """
 
     reason: str
     provider_event: str | None = None
+    adapter_error: str | None = None
 
 
 ParseResult = Parsed | Ignored | Unreadable
@@ -179,8 +187,16 @@ class Provider(ABC):
         except ShapeError as error:
             return Unreadable(str(error), provider_event=provider_event)
         except Exception as error:
+            log.error(
+                "%s adapter failed; the event is quarantined",
+                self.name,
+                exc_info=error,
+                extra={"fields": {"provider": self.name, "provider_event": provider_event}},
+            )
             return Unreadable(
-                f"adapter error {type(error).__name__}: {error}", provider_event=provider_event
+                f"adapter error {type(error).__name__}: {error}",
+                provider_event=provider_event,
+                adapter_error=type(error).__name__,
             )
 
     @abstractmethod
