@@ -8,6 +8,7 @@ and users' own webhook consumers read them), so they match docs/design.md exactl
 from __future__ import annotations
 
 import hashlib
+import json
 from datetime import datetime
 from typing import Any, Literal
 
@@ -117,7 +118,20 @@ def event_id_for(source: str, idempotency_key: str) -> str:
     return f"evt_{digest[:26]}"
 
 
+_PART_SEPARATOR = "\x1f"
+
+
 def fingerprint(*parts: object) -> str:
-    """A compact idempotency key from the fields that identify one provider event."""
-    joined = "\x1f".join("" if p is None else str(p) for p in parts)
+    """A compact idempotency key from the fields that identify one provider event.
+
+    Parts are joined with a separator, so ("ab", "c") and ("a", "bc") differ. A part that
+    holds the separator itself would run into its neighbour, so then (and for a single
+    part) the parts are JSON-encoded instead: JSON escapes the separator, so the two forms
+    never meet, and the keys of ordinary parts, already stored for dedup, stay the same.
+    """
+    texts = ["" if p is None else str(p) for p in parts]
+    if len(texts) < 2 or any(_PART_SEPARATOR in text for text in texts):
+        joined = json.dumps(texts)
+    else:
+        joined = _PART_SEPARATOR.join(texts)
     return "sha256:" + hashlib.sha256(joined.encode("utf-8", "surrogatepass")).hexdigest()

@@ -7,6 +7,7 @@ from datetime import UTC, datetime, timedelta, timezone
 import pytest
 
 from leadrelay.core.ingest.providers import fields
+from leadrelay.core.schema import fingerprint
 
 
 @pytest.mark.parametrize(
@@ -105,3 +106,43 @@ def test_number_accepts_numeric_strings() -> None:
     assert fields.number({}, "n", "n") is None
     with pytest.raises(fields.ShapeError):
         fields.number({"n": "forty-five"}, "n", "n")
+
+
+# -- idempotency fingerprints -------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("one", "other"),
+    [
+        (("ab", "c"), ("a", "bc")),
+        (
+            ("lead.created", "2026-04-24T10:31:00Z1", "2"),
+            ("lead.created", "2026-04-24T10:31:00Z", "12"),
+        ),
+        # A part holding the separator itself must not run into its neighbour either.
+        (("a\x1fb", "c"), ("a", "b\x1fc")),
+        (("a\x1fb", "c"), ("a", "b", "c")),
+    ],
+)
+def test_fingerprint_parts_cannot_run_together(
+    one: tuple[str, ...], other: tuple[str, ...]
+) -> None:
+    assert fingerprint(*one) != fingerprint(*other)
+
+
+def test_event_fingerprints_of_parts_that_would_run_together_differ() -> None:
+    first = fields.event_fingerprint("lead.created", "2026-04-24T10:31:00Z", ["ab", "c"], {})
+    second = fields.event_fingerprint("lead.created", "2026-04-24T10:31:00Z", ["a", "bc"], {})
+
+    assert first != second
+
+
+def test_fingerprints_of_ordinary_parts_keep_their_stored_value() -> None:
+    # Dedup compares new keys with keys already stored: a format change would let every
+    # retry of an event received before an upgrade through as a new event.
+    assert fingerprint("lead.created", "2026-04-24T10:31:00Z", "lead_1") == (
+        "sha256:d0ad30e1d76108427bc72a41e72abfad03af3ff842594a2c1aae9c33568358ce"
+    )
+    assert fingerprint("lead.created", None, None, "{}") == (
+        "sha256:5ef68f2c5effb645c5ebd5f1db8a4e40c65910db1fafe2997cdbee035730423d"
+    )
