@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import logging
 import os
 import sys
 import uuid
@@ -17,6 +18,7 @@ from leadrelay.core.app.config import Config, parse_config
 from leadrelay.core.ingest.providers import PROVIDERS
 from leadrelay.core.ingest.providers.base import ParseResult
 from leadrelay.core.ingest.receiver import record_for
+from leadrelay.core.logs import LineHandler
 from leadrelay.core.store.store import IncomingEvent, Store, utcnow
 from tests.plugins import write_distribution
 from tests.recording import RecordingConnector
@@ -35,6 +37,21 @@ def recording_connector_plugin(tmp_path_factory: pytest.TempPathFactory) -> Iter
         yield
     finally:
         sys.path.remove(str(folder))
+
+
+@pytest.fixture(autouse=True)
+def _no_global_state_left_behind() -> Iterator[None]:
+    """Fail the test that leaves shared state changed: the provider adapters every test
+    parses with, or the CLI's log handler on the root logger (invoke the CLI through
+    tests.cli.CliRunner, which puts the root logger back)."""
+    providers = dict(PROVIDERS)
+    yield
+    root = logging.getLogger()
+    leaked = [handler for handler in root.handlers if isinstance(handler, LineHandler)]
+    for handler in leaked:
+        root.removeHandler(handler)
+    assert providers == PROVIDERS, "the test changed leadrelay's provider adapters"
+    assert not leaked, "the test left the CLI's log handler on the root logger"
 
 
 POSTGRES_URL = os.environ.get(

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-import logging
 from collections.abc import Iterator
 from dataclasses import dataclass
 from datetime import datetime, timedelta
@@ -12,7 +11,6 @@ from typing import Any
 
 import pytest
 import yaml
-from click.testing import CliRunner, Result
 
 from leadrelay.core.app.cli import main
 from leadrelay.core.app.config import Config, load_config
@@ -21,6 +19,7 @@ from leadrelay.core.delivery.worker import Worker
 from leadrelay.core.ingest.providers import Unreadable
 from leadrelay.core.ingest.providers.base import ParseResult
 from leadrelay.core.store.store import Store, utcnow
+from tests.cli import CliRunner, Result
 from tests.conftest import config_dict, fixture_body, gitleads_body, migrated_store, request_record
 from tests.recording import RecordingConnector
 
@@ -37,14 +36,7 @@ def write_config(path: Path, store_url: str, connectors: dict[str, Any]) -> Path
 
 
 def run_cli(*args: str) -> Result:
-    # The CLI installs its own root log handler on captured streams; put pytest's back after.
-    root = logging.getLogger()
-    handlers, level = root.handlers[:], root.level
-    try:
-        return CliRunner().invoke(main, list(args), catch_exceptions=False)
-    finally:
-        root.handlers[:] = handlers
-        root.setLevel(level)
+    return CliRunner().invoke(main, list(args), catch_exceptions=False)
 
 
 def json_rows(result: Result) -> list[dict[str, Any]]:

@@ -6,10 +6,10 @@ import json
 from pathlib import Path
 
 import pytest
-from click.testing import CliRunner
 
 from leadrelay.core.app.cli import main
 from leadrelay.core.app.samples import bundled_sample_files, signed_request
+from tests.cli import CliRunner
 from tests.conftest import SECRETS
 from tests.process import ServeProcess, write_config
 

@@ -8,12 +8,12 @@ from datetime import timedelta
 from pathlib import Path
 
 import pytest
-from click.testing import CliRunner
 
 from leadrelay.core import logs
 from leadrelay.core.app import cli
 from leadrelay.core.app.config import ConfigError, load_config, parse_config
 from leadrelay.core.ingest.settings import unsigned_sources
+from tests.cli import CliRunner
 from tests.plugins import install_plugin
 from tests.process import run_connectors
 

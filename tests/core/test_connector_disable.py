@@ -7,13 +7,13 @@ from datetime import timedelta
 from pathlib import Path
 
 import pytest
-from click.testing import CliRunner
 from flask import Flask, Response, request
 
 from leadrelay.core.app.cli import main
 from leadrelay.core.delivery.worker import Worker
 from leadrelay.core.ingest.receiver import create_app
 from leadrelay.core.store.store import DeliveryFilter, Store
+from tests.cli import CliRunner
 from tests.conftest import config_dict, gitleads_body, make_config, migrated_store, signed_headers
 from tests.fakes.server import serve
 from tests.process import write_config

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-import logging
 from collections.abc import Iterator
 from dataclasses import dataclass
 from datetime import timedelta
@@ -12,7 +11,6 @@ from typing import Any
 
 import pytest
 import yaml
-from click.testing import CliRunner, Result
 from flask.testing import FlaskClient
 
 from leadrelay.core.app.cli import main
@@ -22,6 +20,7 @@ from leadrelay.core.delivery.worker import Worker
 from leadrelay.core.ingest.providers import PROVIDERS, Unreadable
 from leadrelay.core.ingest.receiver import create_app
 from leadrelay.core.store.store import DeliveryFilter, EventFilter, Store, utcnow
+from tests.cli import CliRunner, Result
 from tests.conftest import config_dict, gitleads_body, migrated_store, signed_headers
 from tests.recording import RecordingConnector
 
@@ -29,14 +28,7 @@ CONNECTORS: dict[str, Any] = {"crm": {"type": "recording"}, "archive": {"type": 
 
 
 def run_cli(*args: str) -> Result:
-    # The CLI installs its own root log handler on captured streams; put pytest's back after.
-    root = logging.getLogger()
-    handlers, level = root.handlers[:], root.level
-    try:
-        return CliRunner().invoke(main, list(args), catch_exceptions=False)
-    finally:
-        root.handlers[:] = handlers
-        root.setLevel(level)
+    return CliRunner().invoke(main, list(args), catch_exceptions=False)
 
 
 @dataclass
