@@ -428,10 +428,10 @@ def test_other_errors_are_json_too(client: FlaskClient) -> None:
 def test_unexpected_failure_is_a_json_500_without_internals(
     client: FlaskClient, store: Store, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    def broken_ingest(_records: object) -> None:
+    def broken_submit(_record: object) -> None:
         raise RuntimeError("internal detail /srv/secret/path")
 
-    monkeypatch.setattr(store, "ingest_prepared", broken_ingest)
+    monkeypatch.setattr(store, "submit", broken_submit)
 
     response = post_signed(client, "gitleads", fixture_body("gitleads", "lead.created.json"))
 
