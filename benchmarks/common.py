@@ -366,6 +366,6 @@ def preload_events(
             )
         )
         if len(records) == 500 or n == count - 1:
-            stored += sum(not r.duplicate for r in store.ingest(records))
+            stored += sum(not r.duplicate for r in store.submit_many(records))
             records.clear()
     return stored

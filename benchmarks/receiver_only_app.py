@@ -14,17 +14,17 @@ import os
 
 from leadrelay.core import logs
 from leadrelay.core.app.config import load_config
-from leadrelay.core.ingest.receiver import Ingestor, create_app
-from leadrelay.core.store.store import IncomingEvent, IngestResult, Store
+from leadrelay.core.ingest.receiver import create_app
+from leadrelay.core.store.store import IncomingEvent, IngestResult, Store, utcnow
 
 
-class _NoCommit(Ingestor):
+class _NoCommitStore(Store):
     def submit(self, record: IncomingEvent) -> IngestResult:
-        self.store.prepare(record)
+        # The rows a real submit binds in the request thread, then no commit.
+        self._rows.prepare(record, utcnow())
         return IngestResult(event_id=record.event_id, duplicate=False)
 
 
 logs.configure(os.environ.get("LEADRELAY_LOG_LEVEL", "INFO"))
 _config = load_config()
-_store = Store(_config.store)
-app = create_app(_config, _store, ingestor=_NoCommit(_store))
+app = create_app(_config, _NoCommitStore(_config.store))

@@ -132,11 +132,13 @@ def serve(config_path: str | None, host: str, port: int, threads: int, no_worker
 @click.option("--metrics-host", default="127.0.0.1", show_default=True)
 def worker(config_path: str | None, metrics_port: int | None, metrics_host: str) -> None:
     """Run only the delivery worker (several may run at once on PostgreSQL)."""
+    from leadrelay.core.app.housekeeping import Housekeeping
     from leadrelay.core.delivery.worker import Worker
 
     config = _load(config_path)
     store = _store(config)
     delivery_worker = Worker(config, store)
+    housekeeping = Housekeeping(config, store)
 
     def _stop(_signum: int, _frame: Any) -> None:
         delivery_worker.request_stop()
@@ -152,7 +154,9 @@ def worker(config_path: str | None, metrics_port: int | None, metrics_host: str)
         REGISTRY.register(QueueCollector(lambda: store.queue_stats(utcnow())))
         start_http_server(metrics_port, addr=metrics_host)
     delivery_worker.start()
+    housekeeping.start()
     delivery_worker.wait()
+    housekeeping.stop()
     delivery_worker.stop()
     store.close()
 

@@ -3,7 +3,8 @@
 `connectors serve` and `deploy/gunicorn.conf.py` share these pieces. The delivery worker
 runs as threads inside each gunicorn worker process (claims are safe across processes on
 SQLite and PostgreSQL alike), so one `gunicorn -c deploy/gunicorn.conf.py` both receives
-and delivers. `--no-worker` / LEADRELAY_WORKER=0 leaves delivery to `connectors worker`.
+and delivers. `--no-worker` / LEADRELAY_WORKER=0 leaves delivery to `connectors worker`. Beside the
+delivery worker runs the retention purge's housekeeping loop (app/housekeeping.py).
 """
 
 from __future__ import annotations
@@ -15,6 +16,7 @@ from typing import Any
 from flask import Flask
 
 from leadrelay.core.app.config import Config
+from leadrelay.core.app.housekeeping import Housekeeping
 from leadrelay.core.delivery.worker import Worker
 from leadrelay.core.ingest.receiver import create_app
 from leadrelay.core.logs import fields
@@ -25,12 +27,13 @@ log = logging.getLogger("leadrelay.server")
 
 @dataclass
 class Runtime:
-    """One process's receiver app, store and (optionally) delivery worker."""
+    """One process's receiver app, store and (optionally) delivery worker and purge."""
 
     config: Config
     store: Store
     app: Flask
     worker: Worker | None = field(default=None)
+    housekeeping: Housekeeping | None = field(default=None)
 
     @classmethod
     def build(cls, config: Config, *, store: Store | None = None) -> Runtime:
@@ -38,13 +41,19 @@ class Runtime:
         return cls(config=config, store=store, app=create_app(config, store))
 
     def start_worker(self) -> Worker:
+        """Start the delivery worker and the housekeeping loop in this process."""
         if self.worker is None:
             self.worker = Worker(self.config, self.store)
-            self.store.on_commit(self.worker.wake)
             self.worker.start()
+        if self.housekeeping is None:
+            self.housekeeping = Housekeeping(self.config, self.store)
+            self.housekeeping.start()
         return self.worker
 
     def stop(self) -> None:
+        if self.housekeeping is not None:
+            self.housekeeping.stop()
+            self.housekeeping = None
         if self.worker is not None:
             self.worker.stop()
             self.worker = None

@@ -22,7 +22,7 @@ from leadrelay.core.delivery.contract import (
     Skipped,
 )
 from leadrelay.core.durations import Duration, parse_duration
-from leadrelay.core.store.store import ClaimedDelivery, DeliveryUpdate
+from leadrelay.core.store.store import DeliveryUpdate, LeasedDelivery, UnloadableDelivery
 
 _MAX_ERROR_CHARS = 2000
 
@@ -63,7 +63,7 @@ def outcome_label(outcome: Outcome) -> str:
 
 def decide(
     outcome: Outcome,
-    claimed: ClaimedDelivery,
+    claimed: LeasedDelivery,
     *,
     now: datetime,
     started_at: datetime,
@@ -101,3 +101,15 @@ def decide(
         return update("dead", now, f"gave up after {spent} attempts: {outcome.message}")
     delay = policy.delay_after(spent) * (1 + policy.jitter * rng())
     return update("pending", now + delay, outcome.message)
+
+
+def decide_unloadable(
+    delivery: UnloadableDelivery, *, now: datetime, policy: DeliveryPolicy
+) -> DeliveryUpdate:
+    """A stored event this code cannot load (e.g. after a downgrade) is dead at once.
+
+    It would fail the same way on every retry, and being due first it would block its
+    connector's queue meanwhile; dead-lettered, it can be replayed after an upgrade.
+    """
+    error = f"stored event cannot be loaded: {delivery.error}"
+    return decide(Permanent(error), delivery, now=now, started_at=now, policy=policy)

@@ -1,8 +1,9 @@
 """The delivery worker: lease due deliveries, send them, record typed outcomes.
 
 One thread per connector, so a slow destination never delays another. A thread sleeps
-until it is woken (in-process after an ingest commit, or by PostgreSQL NOTIFY from other
-processes), until its next scheduled retry is due, or for `poll_interval` at most.
+until the store wakes it (`Store.subscribe`: new deliveries committed in this process or,
+on PostgreSQL, in another), until its next scheduled retry is due, or for
+`poll_interval` at most. Retention purging is not the worker's: see app/housekeeping.py.
 
 Delivery is at-least-once: a worker that dies mid-batch leaves its lease to expire and
 another worker sends the batch again; connectors that can upsert or dedup make that
@@ -19,10 +20,8 @@ import threading
 import time
 import uuid
 from collections.abc import Callable, Mapping, Sequence
-from datetime import datetime, timedelta
+from datetime import datetime
 from typing import Protocol
-
-from sqlalchemy.engine import make_url
 
 from leadrelay.core import metrics
 from leadrelay.core.delivery.contract import (
@@ -32,29 +31,36 @@ from leadrelay.core.delivery.contract import (
     RateLimited,
     Retryable,
 )
-from leadrelay.core.delivery.policy import DeliveryPolicy, decide, outcome_label
+from leadrelay.core.delivery.policy import (
+    DeliveryPolicy,
+    decide,
+    decide_unloadable,
+    outcome_label,
+)
 from leadrelay.core.delivery.registry import connector_class
 from leadrelay.core.logs import fields
 from leadrelay.core.schema import Activity, LeadEvent
 from leadrelay.core.store.store import (
-    NOTIFY_CHANNEL,
     ClaimedDelivery,
     DeliveryUpdate,
     Store,
     StoreUnavailable,
+    UnloadableDelivery,
     utcnow,
 )
 
 log = logging.getLogger("leadrelay.worker")
 
 Clock = Callable[[], datetime]
-PURGE_EVERY = timedelta(hours=1)
 _DISABLED_CACHE_S = 2.0
 # Connectors that send one event per call still claim and record several per transaction:
 # two SQLite commits per event would otherwise cap delivery far below ingest. Small enough
 # that even slow destinations finish a claim well inside the lease.
 _MIN_CLAIM = 10
 _MAX_WORKER_ID_CHARS = 64  # deliveries.lease_owner, attempts.worker
+# Pauses between tries to record outcomes while the store is unavailable: about six
+# seconds in all, well inside a lease (minutes), so the batch is not sent twice.
+COMPLETE_RETRY_PAUSES_S = (0.2, 0.4, 0.8, 1.6, 3.2)
 
 
 class WorkerConfig(Protocol):
@@ -65,12 +71,6 @@ class WorkerConfig(Protocol):
 
     @property
     def delivery(self) -> DeliveryPolicy: ...
-
-    @property
-    def retention(self) -> timedelta: ...
-
-    @property
-    def dedup_retention(self) -> timedelta: ...
 
 
 def build_connectors(config: WorkerConfig) -> dict[str, Connector]:
@@ -110,6 +110,7 @@ class Worker:
         self._stopping = threading.Event()
         self._wake = {name: threading.Event() for name in self.connectors}
         self._threads: list[threading.Thread] = []
+        self._unsubscribe: Callable[[], None] | None = None
         self._disabled: frozenset[str] = frozenset()
         self._disabled_read_at = float("-inf")
 
@@ -131,17 +132,21 @@ class Worker:
         if not self.enabled(name):
             return 0
         now = self.clock()
-        claimed = self.store.claim(
+        leased = self.store.claim(
             name,
             self.worker_id,
             max(connector.batch_size, _MIN_CLAIM),
             now,
             self.config.delivery.lease,
         )
-        if not claimed:
+        if not leased:
             return 0
         if self._stopping.is_set():
-            self.store.release(self.worker_id, [c.id for c in claimed])
+            self.store.release(self.worker_id, [c.id for c in leased])
+            return 0
+        self._dead_letter_unloadable([d for d in leased if isinstance(d, UnloadableDelivery)])
+        claimed = [d for d in leased if isinstance(d, ClaimedDelivery)]
+        if not claimed:
             return 0
         started_at = now
         batch, outcomes = self._send_in_chunks(connector, claimed)
@@ -201,15 +206,27 @@ class Worker:
             return [Retryable(error)] * len(batch)
         return outcomes
 
+    def _dead_letter_unloadable(self, unloadable: list[UnloadableDelivery]) -> None:
+        if not unloadable:
+            return
+        now = self.clock()
+        log.error(
+            "dead-lettered deliveries whose stored event cannot be loaded",
+            extra=fields(deliveries=[u.id for u in unloadable]),
+        )
+        self._complete(
+            [decide_unloadable(u, now=now, policy=self.config.delivery) for u in unloadable], now
+        )
+
     def _complete(self, updates: list[DeliveryUpdate], now: datetime) -> None:
         # If the store is briefly down, keep trying while our lease holds; after that
         # another worker will take the batch again (at-least-once).
-        for attempt in range(5):
+        for pause in (*COMPLETE_RETRY_PAUSES_S, None):
             try:
                 self.store.complete(self.worker_id, updates, now)
                 return
             except StoreUnavailable:
-                if self._stopping.wait(0.2 * 2**attempt):
+                if pause is None or self._stopping.wait(pause):
                     break
         log.error(
             "could not record delivery outcomes; they will be retried after the lease expires",
@@ -314,13 +331,7 @@ class Worker:
             )
             thread.start()
             self._threads.append(thread)
-        if self.store.dialect == "postgresql":
-            listener = threading.Thread(target=self._listen, name="worker-listen", daemon=True)
-            listener.start()
-            self._threads.append(listener)
-        purger = threading.Thread(target=self._purge_loop, name="worker-purge", daemon=True)
-        purger.start()
-        self._threads.append(purger)
+        self._unsubscribe = self.store.subscribe(self.wake)
         log.info(
             "worker started",
             extra=fields(worker=self.worker_id, connectors=sorted(self.connectors)),
@@ -336,6 +347,9 @@ class Worker:
         log.info(
             "worker stopping: finishing in-flight batches", extra=fields(worker=self.worker_id)
         )
+        if self._unsubscribe is not None:
+            self._unsubscribe()
+            self._unsubscribe = None
         self.wake()
         for thread in self._threads:
             thread.join(timeout=timeout)
@@ -376,35 +390,3 @@ class Worker:
         if due is None:
             return poll
         return min(poll, max((due - self.clock()).total_seconds(), 0.01))
-
-    def _listen(self) -> None:
-        """PostgreSQL LISTEN: wake on deliveries committed by other processes."""
-        import psycopg
-
-        url = make_url(self.store.url).set(drivername="postgresql")
-        dsn = url.render_as_string(hide_password=False)
-        while not self._stopping.is_set():
-            try:
-                with psycopg.connect(dsn, autocommit=True, connect_timeout=3) as conn:
-                    conn.execute(f"LISTEN {NOTIFY_CHANNEL}")
-                    while not self._stopping.is_set():
-                        for _ in conn.notifies(timeout=1.0, stop_after=1):
-                            self.wake()
-            except psycopg.Error as exc:
-                first_line = (str(exc).splitlines() or [type(exc).__name__])[0]
-                log.warning(
-                    "LISTEN connection lost; polling meanwhile", extra=fields(error=first_line)
-                )
-                self._stopping.wait(2.0)
-
-    def _purge_loop(self) -> None:
-        while True:
-            try:
-                counts = self.store.purge(
-                    self.clock(), self.config.retention, self.config.dedup_retention
-                )
-                log.info("purged old data", extra=fields(**counts))
-            except Exception:
-                log.exception("purge failed")
-            if self._stopping.wait(PURGE_EVERY.total_seconds()):
-                return

@@ -13,7 +13,6 @@ import json
 import logging
 import re
 import time
-from collections.abc import Sequence
 from datetime import datetime
 from typing import Any
 
@@ -27,11 +26,8 @@ from leadrelay.core.ingest.providers.base import ParseResult
 from leadrelay.core.ingest.settings import ReceiverConfig, unsigned_sources
 from leadrelay.core.logs import fields
 from leadrelay.core.schema import event_id_for
-from leadrelay.core.store.group_commit import GroupCommitter
 from leadrelay.core.store.store import (
     IncomingEvent,
-    IngestResult,
-    PreparedEvent,
     Store,
     StoreUnavailable,
     dump_normalized,
@@ -153,25 +149,6 @@ def storable_key(idempotency_key: str) -> str:
     return "sha256:" + _sha256(idempotency_key.encode("utf-8", "surrogatepass"))
 
 
-class Ingestor:
-    """Commits the receiver's records: prepared in the request thread, committed in groups."""
-
-    def __init__(self, store: Store) -> None:
-        self.store = store
-        self.committer: GroupCommitter[PreparedEvent, IngestResult] = GroupCommitter(
-            self._commit, shared_failure=lambda exc: isinstance(exc, StoreUnavailable)
-        )
-
-    def submit(self, record: IncomingEvent) -> IngestResult:
-        """Commit one record (in a group with whatever else is waiting); raises
-        StoreUnavailable when it cannot be stored now."""
-        return self.committer.submit(self.store.prepare(record))
-
-    def _commit(self, records: Sequence[PreparedEvent]) -> list[IngestResult]:
-        metrics.INGEST_GROUP_SIZE.observe(len(records))
-        return self.store.ingest_prepared(records)
-
-
 def record_for(
     config: ReceiverConfig,
     *,
@@ -247,11 +224,10 @@ def _sha256(data: bytes) -> str:
     return hashlib.sha256(data).hexdigest()
 
 
-def create_app(config: ReceiverConfig, store: Store, *, ingestor: Ingestor | None = None) -> Flask:
+def create_app(config: ReceiverConfig, store: Store) -> Flask:
     app = Flask(__name__)
     app.config["MAX_CONTENT_LENGTH"] = config.server.max_body_bytes
-    ingestor = ingestor or Ingestor(store)
-    app.extensions["leadrelay"] = {"config": config, "store": store, "ingestor": ingestor}
+    app.extensions["leadrelay"] = {"config": config, "store": store}
 
     for name in unsigned_sources(config):
         log.warning(
@@ -368,7 +344,7 @@ def create_app(config: ReceiverConfig, store: Store, *, ingestor: Ingestor | Non
             received_at=received_at,
         )
         try:
-            stored = ingestor.submit(record)
+            stored = store.submit(record)
         except StoreUnavailable as exc:
             log.error("store unavailable", extra=fields(source=source, error=str(exc)))
             raise ApiError(

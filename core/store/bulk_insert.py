@@ -3,9 +3,8 @@
 Why not SQLAlchemy's executemany: with SQLite, the driver steps the statement once per
 row and releases the GIL at every step. Under load the committing thread then waits
 behind request threads to get the GIL back, once per row, while it holds the database's
-only write lock; the benchmark measured groups of ~4 events spending 2.5 ms in three
-statements that take 0.3 ms alone. A multi-row VALUES is one step, whatever the group
-size. The SQL text is cached per row count and values go through the columns' own
+only write lock (benchmarks/README.md has the numbers). A multi-row VALUES is one step,
+whatever the group size. The SQL text is cached per row count and values go through the columns' own
 SQLAlchemy bind processors, so what is stored is what the Core statements would store.
 """
 

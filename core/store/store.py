@@ -5,234 +5,132 @@ Durability rules this module keeps:
   and its deliveries has committed (SQLite: WAL with `synchronous=FULL`).
 - Dedup is a primary key on (source, idempotency key), so racing receivers, processes
   or hosts cannot both accept one event.
-- Writers on SQLite start with `BEGIN IMMEDIATE`, so they queue on the busy timeout
-  instead of failing half-way when another writer holds the lock.
+- One way in: `submit` commits a record in a group with whatever other threads are
+  submitting at that moment (one transaction and one fsync for all of them);
+  `submit_many` commits a batch the caller already has in hand.
+- One way to wait: `subscribe` wakes its callback when deliveries may be due, after this
+  process commits some and, on PostgreSQL, when another process does (LISTEN/NOTIFY).
+
+What differs between the databases lives in `sqlite.py` and `postgres.py`.
 """
 
 from __future__ import annotations
 
-import json
-import logging
+import threading
 from collections.abc import Callable, Iterator, Sequence
-from contextlib import contextmanager, nullcontext
-from dataclasses import dataclass
-from datetime import UTC, datetime, timedelta
-from functools import lru_cache
+from contextlib import contextmanager
+from datetime import datetime, timedelta
 from importlib.resources import files
-from typing import Any, NamedTuple
+from typing import Any
 
-from pydantic import ValidationError
 from sqlalchemy import (
     Connection,
     Engine,
     and_,
     bindparam,
     case,
-    create_engine,
     delete,
-    event,
     func,
     insert,
     or_,
     select,
-    text,
     update,
 )
 from sqlalchemy.exc import DBAPIError, SQLAlchemyError
 
-from leadrelay.core.logs import fields
-from leadrelay.core.schema import LeadEvent
-from leadrelay.core.store.bulk_insert import MAX_PARAMETERS, BulkInsert, driver_execute
-from leadrelay.core.store.tables import attempts, connector_state, dedup_keys, deliveries, events
-from leadrelay.core.store.write_lock import WriteLock, WriteLockTimeout
+from leadrelay.core import metrics
+from leadrelay.core.store.backend import Backend, Listener
+from leadrelay.core.store.bulk_insert import BulkInsert
+from leadrelay.core.store.event_rows import EventRows, PreparedEvent
+from leadrelay.core.store.group_commit import GroupCommitter
+from leadrelay.core.store.postgres import PostgresBackend
+from leadrelay.core.store.queries import StoreQueries
+from leadrelay.core.store.records import (
+    ClaimedDelivery,
+    DeliveryFilter,
+    DeliveryUpdate,
+    EventFilter,
+    IncomingEvent,
+    IngestResult,
+    LeasedDelivery,
+    StoreUnavailable,
+    UnloadableDelivery,
+    describe,
+    dump_normalized,
+    load_error,
+    load_lead_event,
+    utcnow,
+)
+from leadrelay.core.store.sqlite import SqliteBackend
+from leadrelay.core.store.tables import (
+    attempts,
+    connector_state,
+    dedup_keys,
+    deliveries,
+    events,
+    housekeeping,
+)
+from leadrelay.core.store.write_lock import WriteLockTimeout
 
-log = logging.getLogger("leadrelay.store")
+# The records are the store's vocabulary: importable from here with the Store.
+__all__ = [
+    "ClaimedDelivery",
+    "DeliveryFilter",
+    "DeliveryUpdate",
+    "EventFilter",
+    "IncomingEvent",
+    "IngestResult",
+    "LeasedDelivery",
+    "Store",
+    "StoreUnavailable",
+    "UnloadableDelivery",
+    "dump_normalized",
+    "load_lead_event",
+    "make_engine",
+    "utcnow",
+]
 
-NOTIFY_CHANNEL = "leadrelay_deliveries"
-SQLITE_BUSY_TIMEOUT_S = 5.0
-
-
-class StoreUnavailable(Exception):
-    """The database cannot be reached or written right now (answered 503, retried later)."""
-
-
-def utcnow() -> datetime:
-    return datetime.now(UTC)
-
-
-# -- records ------------------------------------------------------------------------------
-
-
-@dataclass(frozen=True)
-class IncomingEvent:
-    """What the receiver stores for one verified request."""
-
-    event_id: str
-    source: str
-    provider: str
-    status: str  # accepted | ignored | quarantined
-    idempotency_key: str
-    received_at: datetime
-    body: bytes
-    headers: dict[str, str]
-    type: str | None = None
-    provider_event: str | None = None
-    lead_key: str | None = None
-    occurred_at: datetime | None = None
-    normalized: str | None = None
-    reason: str | None = None
-    connectors: tuple[str, ...] = ()
-
-
-class PreparedEvent(NamedTuple):
-    """An IncomingEvent as driver-ready rows (`Store.prepare`)."""
-
-    source: str
-    idempotency_key: str
-    event_id: str
-    key_row: tuple[Any, ...]
-    event_row: tuple[Any, ...]
-    delivery_rows: tuple[tuple[Any, ...], ...]
-
-
-@dataclass(frozen=True)
-class IngestResult:
-    event_id: str
-    duplicate: bool
+_BACKENDS: dict[str, type[Backend]] = {"sqlite": SqliteBackend, "postgresql": PostgresBackend}
 
 
-@dataclass(frozen=True)
-class ClaimedDelivery:
-    id: int
-    event_id: str
-    connector: str
-    attempts: int
-    created_at: datetime
-    event: LeadEvent
-
-
-@dataclass(frozen=True)
-class DeliveryUpdate:
-    """The new state of one claimed delivery after a try (decided by the worker)."""
-
-    id: int
-    status: str  # pending | delivered | skipped | dead
-    attempts: int
-    next_attempt_at: datetime
-    last_error: str | None
-    outcome: str
-    started_at: datetime
-    attempt_number: int
-
-
-@dataclass(frozen=True)
-class EventFilter:
-    status: str | None = None
-    source: str | None = None
-    since: datetime | None = None
-    until: datetime | None = None
-    limit: int = 100
-
-
-@dataclass(frozen=True)
-class DeliveryFilter:
-    status: str | None = None
-    source: str | None = None
-    connector: str | None = None
-    event_id: str | None = None
-    since: datetime | None = None
-    until: datetime | None = None
-    limit: int = 100
-
-
-# -- engine -------------------------------------------------------------------------------
-
-
-def _sqlite_engine(url: str) -> Engine:
-    engine = create_engine(
-        url,
-        connect_args={"timeout": SQLITE_BUSY_TIMEOUT_S, "check_same_thread": False},
-        pool_size=16,
-        max_overflow=16,
-    )
-
-    @event.listens_for(engine, "connect")
-    def _on_connect(dbapi_connection: Any, _record: Any) -> None:
-        # Let us issue BEGIN ourselves (pysqlite's implicit BEGIN is deferred).
-        dbapi_connection.isolation_level = None
-        cursor = dbapi_connection.cursor()
-        cursor.execute("PRAGMA journal_mode=WAL")
-        cursor.execute("PRAGMA synchronous=FULL")
-        cursor.execute("PRAGMA foreign_keys=ON")
-        cursor.execute(f"PRAGMA busy_timeout={int(SQLITE_BUSY_TIMEOUT_S * 1000)}")
-        cursor.close()
-
-    @event.listens_for(engine, "begin")
-    def _on_begin(connection: Connection) -> None:
-        readonly = connection.get_execution_options().get("readonly", False)
-        connection.exec_driver_sql("BEGIN" if readonly else "BEGIN IMMEDIATE")
-
-    return engine
+def _backend_class(url: str) -> type[Backend]:
+    scheme = url.split(":", 1)[0].split("+", 1)[0]
+    if scheme not in _BACKENDS:
+        raise ValueError(f"unsupported store URL scheme {scheme!r}: use sqlite or postgresql")
+    return _BACKENDS[scheme]
 
 
 def make_engine(url: str) -> Engine:
-    if url.startswith("sqlite"):
-        return _sqlite_engine(url)
-    if url.startswith("postgresql"):
-        return create_engine(
-            url,
-            pool_pre_ping=True,
-            pool_size=10,
-            max_overflow=20,
-            connect_args={"connect_timeout": 3},
-        )
-    return create_engine(url, pool_pre_ping=True)
+    """An engine with the settings the store uses for `url`'s database."""
+    return _backend_class(url).create_engine(url)
 
 
-# -- store --------------------------------------------------------------------------------
-
-
-class Store:
-    def __init__(self, url: str, engine: Engine | None = None) -> None:
+class Store(StoreQueries):
+    def __init__(self, url: str, engine: Engine | None = None, *, max_group: int = 500) -> None:
         self.url = url
-        self.engine = engine or make_engine(url)
-        self.dialect = self.engine.dialect.name
-        self._after_commit: list[Callable[[], None]] = []
-        self._write_lock = (
-            WriteLock(self.engine.url.database, SQLITE_BUSY_TIMEOUT_S)
-            if self.dialect == "sqlite"
-            else None
+        self._backend = _backend_class(url)(url, engine)
+        self._rows = EventRows(self._backend)
+        self._committer: GroupCommitter[PreparedEvent, IngestResult] = GroupCommitter(
+            self._commit_submitted,
+            shared_failure=lambda exc: isinstance(exc, StoreUnavailable),
+            max_group=max_group,
         )
-        dialect = self.engine.dialect
-        self._insert_dedup_keys = BulkInsert(
-            dedup_keys,
-            ("source", "idempotency_key", "event_id", "first_seen_at"),
-            dialect,
-            suffix=(
-                "ON CONFLICT DO NOTHING RETURNING source, idempotency_key"
-                if self.dialect == "postgresql"
-                else ""
-            ),
-        )
-        self._insert_events = BulkInsert(events, _EVENT_COLUMNS, dialect)
+        self._subscribers: list[Callable[[], None]] = []
+        self._subscribers_lock = threading.Lock()
+        self._listener: Listener | None = None
         self._insert_attempts = BulkInsert(
             attempts,
             ("delivery_id", "number", "worker", "started_at", "finished_at", "outcome", "error"),
-            dialect,
+            self._backend.engine.dialect,
         )
-        self._insert_deliveries = BulkInsert(
-            deliveries,
-            (
-                "event_id",
-                "connector",
-                "status",
-                "attempts",
-                "next_attempt_at",
-                "created_at",
-                "updated_at",
-            ),
-            dialect,
-        )
+
+    @property
+    def engine(self) -> Engine:
+        return self._backend.engine
+
+    @engine.setter
+    def engine(self, engine: Engine) -> None:
+        self._backend.engine = engine
 
     # lifecycle
 
@@ -244,39 +142,59 @@ class Store:
         cfg = AlembicConfig()
         cfg.set_main_option("script_location", str(files("leadrelay.core.store") / "migrations"))
         with self.engine.begin() as conn:
-            if self.dialect == "postgresql":
-                # Several processes may start at once; one migrates, the others wait.
-                conn.execute(text("SELECT pg_advisory_xact_lock(74201)"))
+            self._backend.lock_for_migration(conn)
             cfg.attributes["connection"] = conn
             command.upgrade(cfg, "head")
 
     def close(self) -> None:
-        self.engine.dispose()
-        if self._write_lock is not None:
-            self._write_lock.close()
+        with self._subscribers_lock:
+            self._subscribers.clear()
+            listener, self._listener = self._listener, None
+        if listener is not None:
+            listener.stop()
+        self._backend.close()
 
-    def on_commit(self, callback: Callable[[], None]) -> None:
-        """Run `callback` after each ingest commit that created deliveries (wakes workers)."""
-        self._after_commit.append(callback)
+    def subscribe(self, callback: Callable[[], None]) -> Callable[[], None]:
+        """Call `callback` whenever new deliveries may be due; returns the unsubscribe.
 
-    def _wake_workers(self) -> None:
-        """Run the `on_commit` callbacks: new deliveries were committed."""
-        for callback in self._after_commit:
+        Woken after this store commits deliveries (ingest, requeue) and, on PostgreSQL,
+        when another process does (NOTIFY). Callbacks run in the committing or listening
+        thread, so they should only signal (set an Event). Missing a wake-up costs a poll
+        interval at most: waiters still poll.
+        """
+        with self._subscribers_lock:
+            self._subscribers.append(callback)
+            if self._listener is None:
+                self._listener = self._backend.listen(self._wake_subscribers)
+
+        def unsubscribe() -> None:
+            with self._subscribers_lock:
+                if callback in self._subscribers:
+                    self._subscribers.remove(callback)
+                listener = None
+                if not self._subscribers:
+                    listener, self._listener = self._listener, None
+            if listener is not None:
+                listener.stop()
+
+        return unsubscribe
+
+    def _wake_subscribers(self) -> None:
+        with self._subscribers_lock:
+            callbacks = list(self._subscribers)
+        for callback in callbacks:
             callback()
 
     @contextmanager
     def _write(self) -> Iterator[Connection]:
         try:
-            with (
-                self._write_lock.held() if self._write_lock else nullcontext(),
-                self.engine.begin() as conn,
-            ):
+            with self._backend.write_lock(), self.engine.begin() as conn:
                 yield conn
         except WriteLockTimeout as exc:
             raise StoreUnavailable(f"database is locked: {exc}") from exc
         except DBAPIError as exc:
             if exc.connection_invalidated or _is_unavailable(exc):
-                raise StoreUnavailable(_describe(exc)) from exc
+                raise StoreUnavailable(describe(exc)) from exc
             raise
 
     @contextmanager
@@ -287,7 +205,7 @@ class Store:
                 with conn.begin():
                     yield conn
         except DBAPIError as exc:
-            raise StoreUnavailable(_describe(exc)) from exc
+            raise StoreUnavailable(describe(exc)) from exc
 
     def ping(self) -> None:
         """Raise StoreUnavailable unless the database answers and the schema is there."""
@@ -295,92 +213,37 @@ class Store:
             with self._read() as conn:
                 conn.execute(select(func.count()).select_from(connector_state))
         except SQLAlchemyError as exc:
-            raise StoreUnavailable(_describe(exc)) from exc
+            raise StoreUnavailable(describe(exc)) from exc
 
     # ingest
 
-    def ingest(self, records: Sequence[IncomingEvent]) -> list[IngestResult]:
-        """Store a group of events in one transaction; one result per record, in order.
+    def submit(self, record: IncomingEvent) -> IngestResult:
+        """Store one record durably, in a group with whatever other threads submit now.
 
-        A record repeating an earlier record's (source, idempotency key), in this group or
-        in the store, is a duplicate: nothing of it is stored.
+        The record's rows are prepared in the caller's thread; the commit is shared. A
+        record repeating a stored (source, idempotency key) is a duplicate: nothing of it
+        is stored. Raises StoreUnavailable when the database cannot take it now.
         """
+        return self._committer.submit(self._rows.prepare(record, utcnow()))
+
+    def submit_many(self, records: Sequence[IncomingEvent]) -> list[IngestResult]:
+        """Store a batch in one transaction; one result per record, in order (a record
+        repeating an earlier one of the batch is a duplicate too)."""
         now = utcnow()
-        return self.ingest_prepared([self.prepare(record, now) for record in records])
+        return self._commit([self._rows.prepare(record, now) for record in records])
 
-    def prepare(self, record: IncomingEvent, now: datetime | None = None) -> PreparedEvent:
-        """`record` as the rows `ingest_prepared` inserts, ready for the driver.
+    def _commit_submitted(self, group: Sequence[PreparedEvent]) -> list[IngestResult]:
+        metrics.INGEST_GROUP_SIZE.observe(len(group))
+        return self._commit(group)
 
-        The receiver calls this in the request's own thread, before the group commit:
-        whatever runs while the write lock is held keeps every other writer waiting.
-        """
-        now = now or utcnow()
-        return PreparedEvent(
-            source=record.source,
-            idempotency_key=record.idempotency_key,
-            event_id=record.event_id,
-            key_row=self._insert_dedup_keys.bind(
-                (record.source, record.idempotency_key, record.event_id, now)
-            ),
-            event_row=self._insert_events.bind(_event_row(record)),
-            delivery_rows=tuple(
-                self._insert_deliveries.bind((record.event_id, name, "pending", 0, now, now, now))
-                for name in record.connectors
-            ),
-        )
-
-    def ingest_prepared(self, records: Sequence[PreparedEvent]) -> list[IngestResult]:
-        """`ingest` for records made by `prepare`."""
+    def _commit(self, records: Sequence[PreparedEvent]) -> list[IngestResult]:
         if not records:
             return []
-        first_index: dict[tuple[str, str], int] = {}
-        for i, record in enumerate(records):
-            first_index.setdefault((record.source, record.idempotency_key), i)
-        unique_at = list(first_index.values())
-        unique = [records[i] for i in unique_at]
         with self._write() as conn:
-            fresh = self._claim_keys(conn, unique)
-            if fresh:
-                self._insert_events.execute(conn, [unique[n].event_row for n in fresh])
-                rows = [row for n in fresh for row in unique[n].delivery_rows]
-                if rows:
-                    self._insert_deliveries.execute(conn, rows)
-                    if self.dialect == "postgresql":
-                        conn.execute(
-                            text("SELECT pg_notify(:channel, '')"), {"channel": NOTIFY_CHANNEL}
-                        )
-        stored = {unique_at[n] for n in fresh}
-        if any(unique[n].delivery_rows for n in fresh):
-            self._wake_workers()
-        return [
-            IngestResult(event_id=record.event_id, duplicate=i not in stored)
-            for i, record in enumerate(records)
-        ]
-
-    def _claim_keys(self, conn: Connection, records: Sequence[PreparedEvent]) -> list[int]:
-        """Insert the records' dedup keys; returns the positions of those not there before."""
-        key_rows = [r.key_row for r in records]
-        if self.dialect == "postgresql":
-            # Other transactions may insert the same keys concurrently: the primary key
-            # decides, and RETURNING names the rows this transaction won.
-            won = {tuple(row) for row in self._insert_dedup_keys.execute(conn, key_rows)}
-            return [n for n, r in enumerate(records) if (r.source, r.idempotency_key) in won]
-        # SQLite: this transaction holds the database's only write lock, so a key absent
-        # now stays absent until the commit. The lookup returns only the duplicates
-        # (usually none: one step), where RETURNING would step once per new row.
-        keys_by_source: dict[str, list[str]] = {}
-        for r in records:
-            keys_by_source.setdefault(r.source, []).append(r.idempotency_key)
-        existing: set[tuple[str, str]] = set()
-        for source, keys in keys_by_source.items():
-            for start in range(0, len(keys), _KEYS_PER_LOOKUP):
-                chunk = keys[start : start + _KEYS_PER_LOOKUP]
-                rows = driver_execute(conn, _existing_keys_sql(len(chunk)), (source, *chunk))
-                existing.update((source, row[0]) for row in rows)
-        fresh = [n for n, r in enumerate(records) if (r.source, r.idempotency_key) not in existing]
-        if fresh:
-            self._insert_dedup_keys.execute(conn, [key_rows[n] for n in fresh])
-        return fresh
+            inserted = self._rows.insert(conn, records)
+        if inserted.new_deliveries:
+            self._wake_subscribers()
+        return inserted.results
 
     # delivery queue
 
@@ -391,12 +254,14 @@ class Store:
         limit: int,
         now: datetime,
         lease: timedelta,
-    ) -> list[ClaimedDelivery]:
+    ) -> list[LeasedDelivery]:
         """Lease up to `limit` due deliveries of one connector.
 
         PostgreSQL: `FOR UPDATE SKIP LOCKED`, so concurrent workers take disjoint rows.
         SQLite: the UPDATE runs under `BEGIN IMMEDIATE`, which already serializes writers.
-        An expired lease (its worker died) makes the row claimable again.
+        An expired lease (its worker died) makes the row claimable again. A delivery whose
+        stored event this code cannot load comes back as an UnloadableDelivery: the
+        caller's retry policy decides what becomes of it.
         """
         due = (
             select(deliveries.c.id)
@@ -432,44 +297,16 @@ class Store:
                     )
                 )
             }
-        out = []
-        unloadable = []
+        out: list[LeasedDelivery] = []
         for row in sorted(claimed, key=lambda r: r.id):
             stored = loaded[row.event_id]
+            leased = (row.id, row.event_id, connector, row.attempts, row.created_at)
             try:
-                lead_event = load_lead_event(stored.normalized, stored.body)
+                out.append(
+                    ClaimedDelivery(*leased, load_lead_event(stored.normalized, stored.body))
+                )
             except ValueError as exc:
-                # Claimed first every time, a row this code cannot load would block its
-                # connector's queue for good: dead-letter it instead (replayable later).
-                unloadable.append(
-                    DeliveryUpdate(
-                        id=row.id,
-                        status="dead",
-                        attempts=row.attempts + 1,
-                        next_attempt_at=now,
-                        last_error=f"stored event cannot be loaded: {_load_error(exc)}",
-                        outcome="permanent",
-                        started_at=now,
-                        attempt_number=row.attempts + 1,
-                    )
-                )
-                continue
-            out.append(
-                ClaimedDelivery(
-                    id=row.id,
-                    event_id=row.event_id,
-                    connector=connector,
-                    attempts=row.attempts,
-                    created_at=row.created_at,
-                    event=lead_event,
-                )
-            )
-        if unloadable:
-            log.error(
-                "dead-lettered deliveries whose stored event cannot be loaded",
-                extra=fields(deliveries=[u.id for u in unloadable]),
-            )
-            self.complete(worker, unloadable, now)
+                out.append(UnloadableDelivery(*leased, load_error(exc)))
         return out
 
     def complete(self, worker: str, updates: Sequence[DeliveryUpdate], now: datetime) -> int:
@@ -584,94 +421,6 @@ class Store:
                     )
                 )
 
-    # queries for the CLI and metrics
-
-    def list_events(self, f: EventFilter) -> list[dict[str, Any]]:
-        query = select(
-            events.c.event_id,
-            events.c.received_at,
-            events.c.source,
-            events.c.provider,
-            events.c.status,
-            events.c.type,
-            events.c.provider_event,
-            events.c.lead_key,
-            events.c.reason,
-        )
-        if f.status:
-            query = query.where(events.c.status == f.status)
-        if f.source:
-            query = query.where(events.c.source == f.source)
-        if f.since:
-            query = query.where(events.c.received_at >= f.since)
-        if f.until:
-            query = query.where(events.c.received_at < f.until)
-        query = query.order_by(events.c.received_at.desc(), events.c.event_id).limit(f.limit)
-        with self._read() as conn:
-            return [dict(row._mapping) for row in conn.execute(query)]
-
-    def get_event(self, event_id: str) -> dict[str, Any] | None:
-        with self._read() as conn:
-            row = conn.execute(select(events).where(events.c.event_id == event_id)).first()
-            return dict(row._mapping) if row else None
-
-    def list_deliveries(self, f: DeliveryFilter) -> list[dict[str, Any]]:
-        query = select(
-            deliveries.c.id,
-            deliveries.c.event_id,
-            deliveries.c.connector,
-            deliveries.c.status,
-            deliveries.c.attempts,
-            deliveries.c.next_attempt_at,
-            deliveries.c.last_error,
-            deliveries.c.created_at,
-            deliveries.c.finished_at,
-            events.c.source,
-            events.c.type,
-            events.c.lead_key,
-        ).join(events, events.c.event_id == deliveries.c.event_id)
-        if f.status:
-            query = query.where(deliveries.c.status == f.status)
-        if f.source:
-            query = query.where(events.c.source == f.source)
-        if f.connector:
-            query = query.where(deliveries.c.connector == f.connector)
-        if f.event_id:
-            query = query.where(deliveries.c.event_id == f.event_id)
-        if f.since:
-            query = query.where(deliveries.c.created_at >= f.since)
-        if f.until:
-            query = query.where(deliveries.c.created_at < f.until)
-        query = query.order_by(deliveries.c.id.desc()).limit(f.limit)
-        with self._read() as conn:
-            return [dict(row._mapping) for row in conn.execute(query)]
-
-    def attempts_of(self, delivery_id: int) -> list[dict[str, Any]]:
-        with self._read() as conn:
-            rows = conn.execute(
-                select(attempts)
-                .where(attempts.c.delivery_id == delivery_id)
-                .order_by(attempts.c.id)
-            )
-            return [dict(row._mapping) for row in rows]
-
-    def queue_stats(self, now: datetime) -> dict[str, Any]:
-        """Counts by (connector, status) and the age of the oldest pending delivery."""
-        with self._read() as conn:
-            counts = {
-                (row.connector, row.status): row.n
-                for row in conn.execute(
-                    select(
-                        deliveries.c.connector, deliveries.c.status, func.count().label("n")
-                    ).group_by(deliveries.c.connector, deliveries.c.status)
-                )
-            }
-            oldest = conn.execute(
-                select(func.min(deliveries.c.created_at)).where(deliveries.c.status == "pending")
-            ).scalar()
-        age = (now - oldest).total_seconds() if oldest else 0.0
-        return {"counts": counts, "oldest_pending_age_s": max(age, 0.0)}
-
     # replay
 
     def requeue(
@@ -708,25 +457,30 @@ class Store:
                     finished_at=None,
                 )
             )
-            if result.rowcount and self.dialect == "postgresql":
-                conn.execute(text("SELECT pg_notify(:channel, '')"), {"channel": NOTIFY_CHANNEL})
+            if result.rowcount:
+                self._backend.notify(conn)
         if result.rowcount:
-            self._wake_workers()
+            self._wake_subscribers()
         return result.rowcount
 
     def resolve_quarantined(self, event_id: str, record: IncomingEvent) -> IngestResult:
         """Replace a quarantined event by what the current code makes of it.
 
         The quarantined row is kept for audit with status `replayed` and a pointer to the
-        new event; the new event goes through dedup like any incoming one.
+        new event; the new event goes through dedup like any incoming one, in the same
+        transaction.
         """
-        result = self.ingest([record])[0]
+        prepared = self._rows.prepare(record, utcnow())
         with self._write() as conn:
+            inserted = self._rows.insert(conn, [prepared])
+            [result] = inserted.results
             conn.execute(
                 update(events)
                 .where(events.c.event_id == event_id, events.c.status == "quarantined")
                 .values(status="replayed", reason=f"re-parsed as {result.event_id}")
             )
+        if inserted.new_deliveries:
+            self._wake_subscribers()
         return result
 
     # retention
@@ -738,39 +492,62 @@ class Store:
 
         Events with a delivery still pending are kept whatever their age.
         """
-        cutoff = now - retention
-        still_pending = select(deliveries.c.event_id).where(deliveries.c.status == "pending")
         with self._write() as conn:
-            old_events = select(events.c.event_id).where(
-                events.c.received_at < cutoff, events.c.event_id.not_in(still_pending)
-            )
-            old_deliveries = select(deliveries.c.id).where(deliveries.c.event_id.in_(old_events))
-            n_attempts = conn.execute(
-                delete(attempts).where(attempts.c.delivery_id.in_(old_deliveries))
+            return _purge(conn, now, retention, dedup_retention)
+
+    def purge_if_due(
+        self, now: datetime, retention: timedelta, dedup_retention: timedelta, every: timedelta
+    ) -> dict[str, int] | None:
+        """`purge`, unless any process sharing this database purged less than `every` ago
+        (then None).
+
+        The purge's last run is a row in `housekeeping`, taken in the purge's own
+        transaction: of processes checking at once, one purges and the others find it done.
+        """
+        with self._write() as conn:
+            taken = conn.execute(
+                update(housekeeping)
+                .where(housekeeping.c.task == "purge", housekeeping.c.last_run_at <= now - every)
+                .values(last_run_at=now)
             ).rowcount
-            n_deliveries = conn.execute(
-                delete(deliveries).where(deliveries.c.event_id.in_(old_events))
-            ).rowcount
-            n_events = conn.execute(
-                delete(events).where(
-                    events.c.received_at < cutoff, events.c.event_id.not_in(still_pending)
-                )
-            ).rowcount
-            # A key whose event is still stored stays: without it the same body would be
-            # taken as new and collide with that event's row (retention > dedup_retention,
-            # or a delivery pending that long).
-            n_keys = conn.execute(
-                delete(dedup_keys).where(
-                    dedup_keys.c.first_seen_at < now - dedup_retention,
-                    dedup_keys.c.event_id.not_in(select(events.c.event_id)),
-                )
-            ).rowcount
-        return {
-            "events": n_events,
-            "deliveries": n_deliveries,
-            "attempts": n_attempts,
-            "dedup_keys": n_keys,
-        }
+            if not taken:
+                return None
+            return _purge(conn, now, retention, dedup_retention)
+
+
+def _purge(
+    conn: Connection, now: datetime, retention: timedelta, dedup_retention: timedelta
+) -> dict[str, int]:
+    cutoff = now - retention
+    still_pending = select(deliveries.c.event_id).where(deliveries.c.status == "pending")
+    old_events = select(events.c.event_id).where(
+        events.c.received_at < cutoff, events.c.event_id.not_in(still_pending)
+    )
+    old_deliveries = select(deliveries.c.id).where(deliveries.c.event_id.in_(old_events))
+    n_attempts = conn.execute(
+        delete(attempts).where(attempts.c.delivery_id.in_(old_deliveries))
+    ).rowcount
+    n_deliveries = conn.execute(
+        delete(deliveries).where(deliveries.c.event_id.in_(old_events))
+    ).rowcount
+    n_events = conn.execute(
+        delete(events).where(events.c.received_at < cutoff, events.c.event_id.not_in(still_pending))
+    ).rowcount
+    # A key whose event is still stored stays: without it the same body would be taken as
+    # new and collide with that event's row (retention > dedup_retention, or a delivery
+    # pending that long).
+    n_keys = conn.execute(
+        delete(dedup_keys).where(
+            dedup_keys.c.first_seen_at < now - dedup_retention,
+            dedup_keys.c.event_id.not_in(select(events.c.event_id)),
+        )
+    ).rowcount
+    return {
+        "events": n_events,
+        "deliveries": n_deliveries,
+        "attempts": n_attempts,
+        "dedup_keys": n_keys,
+    }
 
 
 # One outcome for the leased deliveries `b_ids` that `b_worker` still holds.
@@ -793,75 +570,6 @@ _RECORD_OUTCOME = (
 )
 
 
-_EVENT_COLUMNS = (
-    "event_id",
-    "source",
-    "provider",
-    "status",
-    "type",
-    "provider_event",
-    "idempotency_key",
-    "lead_key",
-    "occurred_at",
-    "received_at",
-    "body",
-    "headers",
-    "normalized",
-    "reason",
-)
-
-
-_KEYS_PER_LOOKUP = MAX_PARAMETERS - 1
-
-
-@lru_cache(maxsize=64)
-def _existing_keys_sql(count: int) -> str:
-    # Per source, so SQLite searches the primary key (a (source, key) IN (VALUES ...) scans).
-    keys = ", ".join(["?"] * count)
-    return (
-        f"SELECT idempotency_key FROM dedup_keys WHERE source = ? AND idempotency_key IN ({keys})"  # noqa: S608
-    )
-
-
-def _event_row(r: IncomingEvent) -> tuple[Any, ...]:
-    return (
-        r.event_id,
-        r.source,
-        r.provider,
-        r.status,
-        r.type,
-        r.provider_event,
-        r.idempotency_key,
-        r.lead_key,
-        r.occurred_at,
-        r.received_at,
-        r.body,
-        json.dumps(r.headers),
-        r.normalized,
-        r.reason,
-    )
-
-
-def load_lead_event(normalized: str, body: bytes) -> LeadEvent:
-    data = json.loads(normalized)
-    data["raw"] = json.loads(body)
-    return LeadEvent.model_validate(data)
-
-
-def _load_error(exc: ValueError) -> str:
-    """Where and what, never the stored values (they are personal data)."""
-    if isinstance(exc, ValidationError):
-        first = exc.errors(include_url=False, include_input=False)[0]
-        where = ".".join(str(part) for part in first["loc"])
-        return f"{where}: {first['msg']}"
-    return _describe(exc)
-
-
-def dump_normalized(lead_event: LeadEvent) -> str:
-    """The normalized form without `raw` (the body is already stored once)."""
-    return lead_event.model_dump_json(exclude={"raw"})
-
-
 def _is_unavailable(exc: DBAPIError) -> bool:
     # Operational errors are the server/file being unreachable, locked or read-only;
     # integrity or programming errors are bugs and must not be hidden as 503s.
@@ -869,9 +577,3 @@ def _is_unavailable(exc: DBAPIError) -> bool:
     return (
         name in {"OperationalError", "InterfaceError"} or "OperationalError" in type(exc).__name__
     )
-
-
-def _describe(exc: BaseException) -> str:
-    orig = getattr(exc, "orig", None) or exc
-    # The first line only: driver messages can go on to echo SQL and parameters.
-    return str(orig).strip().splitlines()[0] if str(orig).strip() else type(orig).__name__

@@ -6,6 +6,7 @@
 - `deliveries` is the queue: one row per (event, connector), leased by workers.
 - `attempts` is the delivery history, one row per try.
 - `connector_state` records connectors disabled at run time (a webhook answered 410).
+- `housekeeping` records when periodic jobs (the retention purge) last ran.
 """
 
 from __future__ import annotations
@@ -141,4 +142,13 @@ connector_state = Table(
     Column("connector", String(64), primary_key=True),
     Column("disabled_reason", Text),
     Column("disabled_at", UTCDateTime),
+)
+
+# Periodic jobs shared by every process on this database: when each last ran, so a job
+# due once an hour runs once an hour in all, not once per process.
+housekeeping = Table(
+    "housekeeping",
+    metadata,
+    Column("task", String(32), primary_key=True),
+    Column("last_run_at", UTCDateTime, nullable=False),
 )

@@ -2,8 +2,8 @@
 
 SQLite lets one writer in at a time and makes the others wait in its busy handler, which
 sleeps between retries (up to 100 ms a nap). With two gunicorn processes and the
-delivery worker writing to one file, most of a request's time went to those naps (the
-ingest benchmark measured p99 over a second while the CPU idled). Taking this lock
+delivery worker writing to one file, most of a request's time would go to those naps
+while the CPU idles (benchmarks/README.md has the numbers). Taking this lock
 around every write transaction queues the writers instead: threads of one process on a
 `threading.Lock`, processes on an `flock` of a lock file beside the database. The next
 writer starts as soon as the last one commits, and SQLite's busy timeout is left for

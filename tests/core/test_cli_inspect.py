@@ -55,7 +55,7 @@ def store_request(
     result: ParseResult | None = None,
 ) -> str:
     record = request_record(config, source, body, received_at=received_at, result=result)
-    return store.ingest([record])[0].event_id
+    return store.submit_many([record])[0].event_id
 
 
 @dataclass

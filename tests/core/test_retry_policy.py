@@ -48,7 +48,7 @@ class Harness:
 
     def ingest(self, n: int = 1) -> str:
         record = request_record(self.config, "gitleads", gitleads_body(n))
-        return self.store.ingest([record])[0].event_id
+        return self.store.submit_many([record])[0].event_id
 
     def delivery(self, event_id: str) -> dict[str, Any]:
         [row] = self.store.list_deliveries(DeliveryFilter(event_id=event_id))

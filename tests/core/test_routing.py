@@ -121,7 +121,7 @@ def test_one_pending_delivery_per_matching_connector(store_url: str) -> None:
     # A GitLeads lead.created with email and company but no phone, from source gitleads.
     assert record.connectors == ("everything", "created_only", "needs_email")
 
-    [result] = store.ingest([record])
+    [result] = store.submit_many([record])
 
     assert not result.duplicate
     assert delivery_rows(store) == [
@@ -135,8 +135,8 @@ def test_one_pending_delivery_per_matching_connector(store_url: str) -> None:
 def test_a_duplicate_event_creates_no_new_deliveries(store_url: str) -> None:
     store = migrated_store(store_url)
     config = routing_config(store_url)
-    first = store.ingest([gitleads_record(config, 1)])[0]
-    again = store.ingest([gitleads_record(config, 1)])[0]
+    first = store.submit_many([gitleads_record(config, 1)])[0]
+    again = store.submit_many([gitleads_record(config, 1)])[0]
     assert again.duplicate
     assert again.event_id == first.event_id
     assert count(store, events) == 1
@@ -152,13 +152,13 @@ def test_event_and_deliveries_commit_or_roll_back_together(store_url: str) -> No
     broken = replace(record, connectors=("everything", "everything"))
 
     with pytest.raises(IntegrityError):
-        store.ingest([broken])
+        store.submit_many([broken])
 
     assert count(store, events) == 0
     assert count(store, dedup_keys) == 0
     assert delivery_rows(store) == []
     # Nothing half-written blocks the event when it comes again.
-    assert not store.ingest([record])[0].duplicate
+    assert not store.submit_many([record])[0].duplicate
     assert len(delivery_rows(store)) == 3
     store.close()
 
@@ -169,21 +169,21 @@ def test_deliveries_are_only_for_lead_events(sqlite_url: str) -> None:
     record = request_record(config, "gitleads", gitleads_body(1, event="repository.connected"))
     assert record.status == "ignored"
     assert record.connectors == ()
-    store.ingest([record])
+    store.submit_many([record])
     assert count(store, events) == 1
     assert delivery_rows(store) == []
     store.close()
 
 
-def test_commit_callback_runs_only_when_deliveries_were_created(sqlite_url: str) -> None:
+def test_subscribers_are_woken_only_when_deliveries_were_created(sqlite_url: str) -> None:
     store = migrated_store(sqlite_url)
     config = routing_config(sqlite_url)
     wakes: list[str] = []
-    store.on_commit(lambda: wakes.append("wake"))
+    store.subscribe(lambda: wakes.append("wake"))
 
-    store.ingest([gitleads_record(config, 1)])
+    store.submit_many([gitleads_record(config, 1)])
     assert wakes == ["wake"]
-    store.ingest([gitleads_record(config, 1)])  # duplicate: nothing to deliver
+    store.submit_many([gitleads_record(config, 1)])  # duplicate: nothing to deliver
     assert wakes == ["wake"]
     store.close()
 

@@ -29,7 +29,7 @@ from tests.conftest import gitleads_body, make_config, migrated_store, signed_he
 
 RETENTION = timedelta(days=30)
 DEDUP_RETENTION = timedelta(days=365)
-TABLES = {"dedup_keys", "events", "deliveries", "attempts", "connector_state"}
+TABLES = {"dedup_keys", "events", "deliveries", "attempts", "connector_state", "housekeeping"}
 
 
 @pytest.fixture
@@ -110,7 +110,7 @@ def test_migrate_is_idempotent_and_keeps_data(store_url: str) -> None:
         store.migrate()
         store.migrate()
         assert set(inspect(store.engine).get_table_names()) >= TABLES
-        [result] = store.ingest([record(1)])
+        [result] = store.submit_many([record(1)])
         store.migrate()
         again = Store(store_url)
         again.migrate()
@@ -143,7 +143,7 @@ def test_fresh_sqlite_file_is_created_by_migrate(tmp_path: Path) -> None:
 
 
 def test_group_ingest_answers_each_record_in_order(store: Store) -> None:
-    results = store.ingest([record(1), record(2), record(1), record(3), record(2)])
+    results = store.submit_many([record(1), record(2), record(1), record(3), record(2)])
 
     assert [(r.event_id, r.duplicate) for r in results] == [
         ("evt_test_1", False),
@@ -159,7 +159,7 @@ def test_group_ingest_answers_each_record_in_order(store: Store) -> None:
 def test_one_record_twice_in_a_group_is_stored_once(store: Store) -> None:
     same = record(1)
 
-    results = store.ingest([same, same])
+    results = store.submit_many([same, same])
 
     assert [r.duplicate for r in results] == [False, True]
 
@@ -167,7 +167,7 @@ def test_one_record_twice_in_a_group_is_stored_once(store: Store) -> None:
 def test_same_key_from_another_source_is_another_event(store: Store) -> None:
     other = replace(record(1), source="open", event_id="evt_test_other")
 
-    results = store.ingest([record(1), other])
+    results = store.submit_many([record(1), other])
 
     assert [r.duplicate for r in results] == [False, False]
     assert dedup_key_count(store) == 2
@@ -179,11 +179,11 @@ def test_failed_ingest_leaves_nothing_behind(store: Store) -> None:
     broken = record(1, connectors=("rec", "rec"))
 
     with pytest.raises(IntegrityError):
-        store.ingest([broken])
+        store.submit_many([broken])
 
     assert dedup_key_count(store) == 0
     assert store.list_events(EventFilter()) == []
-    [retry] = store.ingest([record(1)])
+    [retry] = store.submit_many([record(1)])
     assert retry.duplicate is False
 
 
@@ -305,10 +305,10 @@ def test_a_group_larger_than_one_statement_is_stored_whole(store: Store) -> None
     # and two dedup lookups on SQLite; events stored before, at the start and the end of
     # the group, come back as duplicates.
     before = [*range(50), *range(1150, 1200)]
-    store.ingest([record(n) for n in before])
+    store.submit_many([record(n) for n in before])
     group = [record(n, connectors=("rec", "other")) for n in range(1200)]
 
-    results = store.ingest(group)
+    results = store.submit_many(group)
 
     assert [r.duplicate for r in results] == [True] * 50 + [False] * 1100 + [True] * 50
     assert dedup_key_count(store) == 1200
@@ -331,7 +331,7 @@ def test_bulk_inserted_times_are_stored_in_the_same_text_as_other_writes(
 
     store = migrated_store(sqlite_url)
     try:
-        store.ingest([event])
+        store.submit_many([event])
         with store.engine.begin() as conn:
             stored = conn.exec_driver_sql("SELECT received_at FROM events").scalar_one()
             conn.execute(update(events).values(occurred_at=on_the_second))

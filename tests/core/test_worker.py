@@ -45,7 +45,7 @@ def gitleads_record(config: Config, n: int) -> IncomingEvent:
 
 
 def ingest(config: Config, store: Store, n: int) -> str:
-    return store.ingest([gitleads_record(config, n)])[0].event_id
+    return store.submit_many([gitleads_record(config, n)])[0].event_id
 
 
 def delivery_of(store: Store, event_id: str, connector: str = "rec") -> dict[str, Any]:
@@ -196,7 +196,7 @@ def test_a_stored_event_this_code_cannot_load_is_dead_lettered_not_blocking(
     # As after a downgrade: the stored form has a field this version's schema refuses.
     normalized = json.loads(record.normalized)
     normalized["lead"]["favourite_colour"] = "green"
-    [poisoned] = store.ingest([replace(record, normalized=json.dumps(normalized))])
+    [poisoned] = store.submit_many([replace(record, normalized=json.dumps(normalized))])
     healthy = ingest(config, store, 2)
     clock = FakeClock(utcnow() + timedelta(seconds=1))
     worker = Worker(config, store, worker_id="w1", clock=clock)
@@ -322,7 +322,6 @@ def test_an_ingest_commit_wakes_the_running_worker(sqlite_url: str) -> None:
 
     RecordingConnector.scripts["rec"] = [record]
     worker = Worker(config, store)
-    store.on_commit(worker.wake)
     worker.start()
     try:
         event_id = ingest(config, store, 1)

@@ -220,7 +220,7 @@ def test_four_worker_processes_deliver_every_event_exactly_once(
         with worker_processes(tmp_path / "connectors.yaml", WORKERS) as workers:
             # Ingested while the workers run: NOTIFY wakes them, SKIP LOCKED splits the work.
             for start in range(0, EVENTS, 100):
-                store.ingest(records[start : start + 100])
+                store.submit_many(records[start : start + 100])
             reached = destination.wait_for(EVENTS, STALL_TIMEOUT_S, DEADLINE_S)
             assert reached == EVENTS, "\n".join(w.log_text()[-2000:] for w in workers)
             exit_codes = [w.terminate() for w in workers]
@@ -249,7 +249,7 @@ def test_notify_wakes_a_worker_in_another_process(postgres_url: str) -> None:
     wake = worker.wake
 
     def recording_wake() -> None:
-        if threading.current_thread().name == "worker-listen":
+        if threading.current_thread().name == "store-listen":
             woken_by_listener.set()
         wake()
 
@@ -266,7 +266,7 @@ def test_notify_wakes_a_worker_in_another_process(postgres_url: str) -> None:
         # LISTEN starts in the background and a notification sent before it is lost, so
         # keep committing events (bounded) until one reaches the listener.
         for record in gitleads_records(config, range(40)):
-            other_store.ingest([record])
+            other_store.submit_many([record])
             if woken_by_listener.wait(0.5):
                 break
         assert woken_by_listener.is_set()
@@ -293,7 +293,7 @@ def test_sigterm_finishes_the_in_flight_delivery_claims_no_more_and_exits_0(
         config = webhook_config(config_path, store_url, f"{server.base_url}/hook")
         store = migrated_store(store_url)
         records = gitleads_records(config, range(3))
-        store.ingest(records)
+        store.submit_many(records)
         first, *rest = (r.event_id for r in records)
 
         with worker_processes(config_path, 1) as [worker]:

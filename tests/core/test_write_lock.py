@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from leadrelay.core.store import store as store_module
+from leadrelay.core.store import sqlite as sqlite_backend
 from leadrelay.core.store.store import StoreUnavailable
 from leadrelay.core.store.write_lock import WriteLock, WriteLockTimeout
 from tests.conftest import migrated_store
@@ -130,7 +130,7 @@ def expect_timeout(lock: WriteLock) -> None:
 def test_a_store_whose_writer_lock_is_held_too_long_is_unavailable(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    monkeypatch.setattr(store_module, "SQLITE_BUSY_TIMEOUT_S", SHORT_S)
+    monkeypatch.setattr(sqlite_backend, "BUSY_TIMEOUT_S", SHORT_S)
     db_path = tmp_path / "leadrelay.db"
     store = migrated_store(f"sqlite:///{db_path}")
     other = WriteLock(str(db_path), WAIT_S)
@@ -140,10 +140,10 @@ def test_a_store_whose_writer_lock_is_held_too_long_is_unavailable(
     try:
         assert holding.wait(WAIT_S)
         with pytest.raises(StoreUnavailable, match="locked"):
-            store.ingest([record(1)])
+            store.submit_many([record(1)])
         release.set()
         child.join(WAIT_S)
-        [stored] = store.ingest([record(1)])
+        [stored] = store.submit_many([record(1)])
         assert stored.duplicate is False
     finally:
         release.set()

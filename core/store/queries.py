@@ -1,0 +1,105 @@
+"""Read-only queries for the CLI and metrics (`Store` inherits them)."""
+
+from __future__ import annotations
+
+from abc import ABC, abstractmethod
+from contextlib import AbstractContextManager
+from datetime import datetime
+from typing import Any
+
+from sqlalchemy import Connection, func, select
+
+from leadrelay.core.store.records import DeliveryFilter, EventFilter
+from leadrelay.core.store.tables import attempts, deliveries, events
+
+
+class StoreQueries(ABC):
+    @abstractmethod
+    def _read(self) -> AbstractContextManager[Connection]:
+        """A read-only transaction; StoreUnavailable when the database cannot answer."""
+
+    def list_events(self, f: EventFilter) -> list[dict[str, Any]]:
+        query = select(
+            events.c.event_id,
+            events.c.received_at,
+            events.c.source,
+            events.c.provider,
+            events.c.status,
+            events.c.type,
+            events.c.provider_event,
+            events.c.lead_key,
+            events.c.reason,
+        )
+        if f.status:
+            query = query.where(events.c.status == f.status)
+        if f.source:
+            query = query.where(events.c.source == f.source)
+        if f.since:
+            query = query.where(events.c.received_at >= f.since)
+        if f.until:
+            query = query.where(events.c.received_at < f.until)
+        query = query.order_by(events.c.received_at.desc(), events.c.event_id).limit(f.limit)
+        with self._read() as conn:
+            return [dict(row._mapping) for row in conn.execute(query)]
+
+    def get_event(self, event_id: str) -> dict[str, Any] | None:
+        with self._read() as conn:
+            row = conn.execute(select(events).where(events.c.event_id == event_id)).first()
+            return dict(row._mapping) if row else None
+
+    def list_deliveries(self, f: DeliveryFilter) -> list[dict[str, Any]]:
+        query = select(
+            deliveries.c.id,
+            deliveries.c.event_id,
+            deliveries.c.connector,
+            deliveries.c.status,
+            deliveries.c.attempts,
+            deliveries.c.next_attempt_at,
+            deliveries.c.last_error,
+            deliveries.c.created_at,
+            deliveries.c.finished_at,
+            events.c.source,
+            events.c.type,
+            events.c.lead_key,
+        ).join(events, events.c.event_id == deliveries.c.event_id)
+        if f.status:
+            query = query.where(deliveries.c.status == f.status)
+        if f.source:
+            query = query.where(events.c.source == f.source)
+        if f.connector:
+            query = query.where(deliveries.c.connector == f.connector)
+        if f.event_id:
+            query = query.where(deliveries.c.event_id == f.event_id)
+        if f.since:
+            query = query.where(deliveries.c.created_at >= f.since)
+        if f.until:
+            query = query.where(deliveries.c.created_at < f.until)
+        query = query.order_by(deliveries.c.id.desc()).limit(f.limit)
+        with self._read() as conn:
+            return [dict(row._mapping) for row in conn.execute(query)]
+
+    def attempts_of(self, delivery_id: int) -> list[dict[str, Any]]:
+        with self._read() as conn:
+            rows = conn.execute(
+                select(attempts)
+                .where(attempts.c.delivery_id == delivery_id)
+                .order_by(attempts.c.id)
+            )
+            return [dict(row._mapping) for row in rows]
+
+    def queue_stats(self, now: datetime) -> dict[str, Any]:
+        """Counts by (connector, status) and the age of the oldest pending delivery."""
+        with self._read() as conn:
+            counts = {
+                (row.connector, row.status): row.n
+                for row in conn.execute(
+                    select(
+                        deliveries.c.connector, deliveries.c.status, func.count().label("n")
+                    ).group_by(deliveries.c.connector, deliveries.c.status)
+                )
+            }
+            oldest = conn.execute(
+                select(func.min(deliveries.c.created_at)).where(deliveries.c.status == "pending")
+            ).scalar()
+        age = (now - oldest).total_seconds() if oldest else 0.0
+        return {"counts": counts, "oldest_pending_age_s": max(age, 0.0)}

@@ -1,0 +1,103 @@
+"""SQLite: one writer at a time, WAL with `synchronous=FULL`, no cross-process wake-up.
+
+Writers start with `BEGIN IMMEDIATE` and queue on `WriteLock` (threads and processes),
+so they wait their turn instead of failing half-way when another writer holds the file.
+Other processes' new deliveries are found by the workers' polling.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from contextlib import AbstractContextManager
+from functools import lru_cache
+from typing import Any
+
+from sqlalchemy import Connection, Engine, create_engine, event
+
+from leadrelay.core.store.backend import Backend
+from leadrelay.core.store.bulk_insert import MAX_PARAMETERS, BulkInsert, driver_execute
+from leadrelay.core.store.write_lock import WriteLock
+
+BUSY_TIMEOUT_S = 5.0
+_KEYS_PER_LOOKUP = MAX_PARAMETERS - 1
+
+
+class SqliteBackend(Backend):
+    def __init__(self, url: str, engine: Engine | None = None) -> None:
+        super().__init__(url, engine)
+        self._write_lock = WriteLock(self.engine.url.database, BUSY_TIMEOUT_S)
+
+    @staticmethod
+    def create_engine(url: str) -> Engine:
+        engine = create_engine(
+            url,
+            connect_args={"timeout": BUSY_TIMEOUT_S, "check_same_thread": False},
+            pool_size=16,
+            max_overflow=16,
+        )
+
+        @event.listens_for(engine, "connect")
+        def _on_connect(dbapi_connection: Any, _record: Any) -> None:
+            # Let us issue BEGIN ourselves (pysqlite's implicit BEGIN is deferred).
+            dbapi_connection.isolation_level = None
+            cursor = dbapi_connection.cursor()
+            cursor.execute("PRAGMA journal_mode=WAL")
+            cursor.execute("PRAGMA synchronous=FULL")
+            cursor.execute("PRAGMA foreign_keys=ON")
+            cursor.execute(f"PRAGMA busy_timeout={int(BUSY_TIMEOUT_S * 1000)}")
+            cursor.close()
+
+        @event.listens_for(engine, "begin")
+        def _on_begin(connection: Connection) -> None:
+            readonly = connection.get_execution_options().get("readonly", False)
+            connection.exec_driver_sql("BEGIN" if readonly else "BEGIN IMMEDIATE")
+
+        return engine
+
+    def write_lock(self) -> AbstractContextManager[None]:
+        return self._write_lock.held()
+
+    def claim_keys(
+        self,
+        conn: Connection,
+        keys: Sequence[tuple[str, str]],
+        key_rows: Sequence[tuple[Any, ...]],
+        insert: BulkInsert,
+    ) -> list[int]:
+        # This transaction holds the database's only write lock, so a key absent now
+        # stays absent until the commit. The lookup returns only the duplicates (usually
+        # none: one step), where RETURNING would step once per new row.
+        keys_by_source: dict[str, list[str]] = {}
+        for source, key in keys:
+            keys_by_source.setdefault(source, []).append(key)
+        existing: set[tuple[str, str]] = set()
+        for source, source_keys in keys_by_source.items():
+            for start in range(0, len(source_keys), _KEYS_PER_LOOKUP):
+                chunk = source_keys[start : start + _KEYS_PER_LOOKUP]
+                rows = driver_execute(conn, _existing_keys_sql(len(chunk)), (source, *chunk))
+                existing.update((source, row[0]) for row in rows)
+        fresh = [n for n, key in enumerate(keys) if key not in existing]
+        if fresh:
+            insert.execute(conn, [key_rows[n] for n in fresh])
+        return fresh
+
+    def notify(self, conn: Connection) -> None:
+        # No channel between processes: their workers find new deliveries by polling.
+        pass
+
+    def lock_for_migration(self, conn: Connection) -> None:
+        # `BEGIN IMMEDIATE` already makes the migrating transactions take turns.
+        pass
+
+    def close(self) -> None:
+        super().close()
+        self._write_lock.close()
+
+
+@lru_cache(maxsize=64)
+def _existing_keys_sql(count: int) -> str:
+    # Per source, so SQLite searches the primary key (a (source, key) IN (VALUES ...) scans).
+    keys = ", ".join(["?"] * count)
+    return (
+        f"SELECT idempotency_key FROM dedup_keys WHERE source = ? AND idempotency_key IN ({keys})"  # noqa: S608
+    )
