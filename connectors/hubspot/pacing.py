@@ -5,7 +5,7 @@ what the others send; the API's own count, reported with each answer, is the one
 they all see. Once it runs low, each sender leaves the average gap the limit allows
 (window / maximum) before its next call, so the senders together slow down before they
 are refused instead of after. Refusals still happen when a burst outruns the reserve; the
-connector then reports them as rate limited, as before.
+connector then reports them as rate limited.
 """
 
 from __future__ import annotations
