@@ -14,8 +14,8 @@ from typing import Any
 import pytest
 
 from leadrelay.core.app.config import Config, parse_config
-from leadrelay.core.ingest.providers import PROVIDERS
 from leadrelay.core.ingest.providers.base import ParseResult
+from leadrelay.core.ingest.providers.registry import provider_for
 from leadrelay.core.ingest.receiver import record_for
 from leadrelay.core.store.store import IncomingEvent, Store, utcnow
 from tests.plugins import write_distribution
@@ -138,7 +138,7 @@ def fixture_body(provider: str, name: str) -> bytes:
 
 def signed_headers(provider: str, body: bytes, secret: str | None = None) -> dict[str, str]:
     headers = {"Content-Type": "application/json"}
-    headers.update(PROVIDERS[provider].sign(body, secret or SECRETS[provider]))
+    headers.update(provider_for(provider).sign(body, secret or SECRETS[provider]))
     if provider == "leadshark":
         headers["X-Webhook-Event"] = json.loads(body)["event"]
     return headers
@@ -173,7 +173,7 @@ def request_record(
 ) -> IncomingEvent:
     """What the receiver stores for a verified request to `source` carrying `body`."""
     received_at = received_at or utcnow()
-    provider = PROVIDERS[config.sources[source].provider]
+    provider = config.sources[source].adapter
     if result is None:
         result = provider.parse(json.loads(body), source=source, received_at=received_at)
     return record_for(

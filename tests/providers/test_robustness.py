@@ -11,8 +11,8 @@ from typing import Any
 
 import pytest
 
-from leadrelay.core.ingest.providers import PROVIDERS, Ignored, Parsed, Unreadable
-from tests.providers.common import RECEIVED_AT
+from leadrelay.core.ingest.providers import Ignored, Parsed, Unreadable
+from tests.providers.common import PROVIDERS, RECEIVED_AT
 from tests.providers.test_samples import sample_paths
 
 Path_ = tuple[str | int, ...]
