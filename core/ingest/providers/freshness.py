@@ -8,7 +8,6 @@ signature over it has matched, so callers check it after verifying.
 from __future__ import annotations
 
 import re
-import time
 from datetime import timedelta
 
 from leadrelay.core.ingest.providers.base import SignatureError
@@ -29,9 +28,10 @@ def unix_seconds(value: str, header_name: str, *, milliseconds: bool = False) ->
     return float(number)
 
 
-def check_fresh(signed_at: float, header_name: str, tolerance: timedelta) -> None:
-    """Raise SignatureError ("stale" or "future") unless `signed_at` is within `tolerance`."""
-    skew = time.time() - signed_at
+def check_fresh(signed_at: float, now: float, header_name: str, tolerance: timedelta) -> None:
+    """Raise SignatureError ("stale" or "future") unless `signed_at` is within `tolerance`
+    of `now` (both Unix seconds)."""
+    skew = now - signed_at
     limit = tolerance.total_seconds()
     if skew > limit:
         raise SignatureError(

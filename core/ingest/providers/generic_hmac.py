@@ -22,7 +22,6 @@ import binascii
 import hashlib
 import hmac
 import re
-import time
 from collections.abc import Mapping, Sequence
 from datetime import timedelta
 from typing import Any, Literal
@@ -140,14 +139,14 @@ class HmacProvider(MappedProvider):
         if not matched:
             raise SignatureError("mismatch", f"{sig.header} does not match any configured secret")
         if sig.timestamp_header is not None and signed_at is not None:
-            check_fresh(signed_at, sig.timestamp_header, self.tolerance)
+            check_fresh(signed_at, self.clock(), sig.timestamp_header, self.tolerance)
 
     def sign(self, body: bytes, secret: str) -> dict[str, str]:
         sig = self.signature
         headers: dict[str, str] = {}
         message = body
         if sig.timestamp_header is not None:
-            stamp = str(int(time.time()))
+            stamp = str(int(self.clock()))
             headers[sig.timestamp_header] = stamp
             message = stamp.encode("ascii") + b"." + body
         headers[sig.header] = sig.prefix + self._encode(self._digest(secret, message))

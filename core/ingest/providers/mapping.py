@@ -10,7 +10,8 @@ that names the YAML key and the expression, and replayable once the mapping is f
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+import time
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Annotated, Any
@@ -187,6 +188,8 @@ class MappedProvider(Provider):
     def __init__(self, options: MappingOptions) -> None:
         self.mapping = options
         self.event_types = dict(options.types)
+        # Unix seconds now, for signed timestamps (tests replay known-answer vectors).
+        self.clock: Callable[[], float] = time.time
 
     def fallback_key(self, provider_event: str, payload: dict[str, Any]) -> str:
         """A key for a sender that names no event id: the event name and the parsed body."""

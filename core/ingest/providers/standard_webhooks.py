@@ -24,7 +24,6 @@ import binascii
 import hashlib
 import hmac
 import re
-import time
 import uuid
 from collections.abc import Mapping, Sequence
 from datetime import timedelta
@@ -143,14 +142,14 @@ class StandardWebhooksProvider(MappedProvider):
             raise SignatureError(
                 "mismatch", f"{SIGNATURE_HEADER} does not match any configured secret"
             )
-        check_fresh(signed_at, TIMESTAMP_HEADER, self.tolerance)
+        check_fresh(signed_at, self.clock(), TIMESTAMP_HEADER, self.tolerance)
 
     def sign(self, body: bytes, secret: str) -> dict[str, str]:
         key = secret_key(secret)
         if key is None:
             raise ValueError(self.secret_problem(secret))
         msg_id = f"msg_{uuid.uuid4().hex}"
-        stamp = str(int(time.time()))
+        stamp = str(int(self.clock()))
         digest = hmac.new(key, f"{msg_id}.{stamp}.".encode() + body, hashlib.sha256).digest()
         return {
             ID_HEADER: msg_id,
