@@ -10,6 +10,8 @@ from datetime import UTC, datetime
 from typing import Any
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from leadrelay.core.app.config import ConfigError, parse_config
 from leadrelay.core.ingest.providers import Ignored, Parsed, Unreadable
@@ -266,3 +268,41 @@ def test_providers_without_options_refuse_mapping_keys() -> None:
         )
     assert info.value.key_path == "sources.gl.lead"
     assert "unknown key" in info.value.problem
+
+
+# -- any payload ----------------------------------------------------------------------------
+
+form_values = st.recursive(
+    st.none()
+    | st.booleans()
+    | st.integers()
+    | st.floats()
+    | st.text(max_size=12)
+    | st.sampled_from(["form_response", "form_deleted", "email", "ada@example.com", "  "]),
+    lambda children: (
+        st.lists(children, max_size=4)
+        | st.dictionaries(
+            st.sampled_from(["type", "email", "answers", "hidden", "company", "tags"])
+            | st.text(max_size=6),
+            children,
+            max_size=5,
+        )
+    ),
+    max_leaves=30,
+)
+
+
+@settings(max_examples=200, deadline=None)
+@given(
+    st.fixed_dictionaries(
+        {},
+        optional={"event_id": form_values, "event_type": form_values, "form_response": form_values},
+    )
+)
+def test_any_payload_reads_as_a_typed_result_never_an_adapter_error(
+    payload: dict[str, Any],
+) -> None:
+    result = parse(payload)
+    assert isinstance(result, Parsed | Ignored | Unreadable)
+    if isinstance(result, Unreadable):
+        assert not result.reason.startswith("adapter error"), result.reason
