@@ -53,7 +53,8 @@ class SourceConfig(_Strict):
             return data  # the `provider` field's validator says why
         if options_model is None:
             return data  # any other key is refused as unknown
-        own = {key: value for key, value in data.items() if key in ("provider", "secrets")}
+        # `options` is built here, never written: in YAML it is an unknown key like any other.
+        own = {k: v for k, v in data.items() if k in cls.model_fields and k != "options"}
         rest = {key: value for key, value in data.items() if key not in own}
         return {**own, "options": options_model.model_validate(rest)}
 

@@ -292,7 +292,10 @@ form_values = st.recursive(
 )
 
 
-@settings(max_examples=200, deadline=None)
+FORMS = parse_config({"sources": {"forms": source()}}, env={}).sources["forms"].adapter
+
+
+@settings(max_examples=100, deadline=None)
 @given(
     st.fixed_dictionaries(
         {},
@@ -302,7 +305,11 @@ form_values = st.recursive(
 def test_any_payload_reads_as_a_typed_result_never_an_adapter_error(
     payload: dict[str, Any],
 ) -> None:
-    result = parse(payload)
+    result = FORMS.parse(payload, source="forms", received_at=RECEIVED_AT, headers={})
     assert isinstance(result, Parsed | Ignored | Unreadable)
     if isinstance(result, Unreadable):
         assert not result.reason.startswith("adapter error"), result.reason
+
+
+def test_options_is_not_a_yaml_key() -> None:
+    assert config_error(options={"event": "type"}).key_path == "sources.forms.options"
