@@ -27,7 +27,7 @@ from typing import IO, Any
 import requests
 import yaml
 
-from leadrelay.core.ingest.providers import PROVIDERS
+from leadrelay.core.ingest.providers.registry import provider_for
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
 BIN = Path(sys.executable).parent
@@ -254,12 +254,12 @@ def gitleads_email(tag: str, n: int) -> str:
 
 
 def signature_header() -> str:
-    (name,) = PROVIDERS[SOURCE].sign(b"{}", SECRET)
+    (name,) = provider_for(SOURCE).sign(b"{}", SECRET)
     return name
 
 
 def signed_headers(body: bytes) -> dict[str, str]:
-    return {"Content-Type": "application/json", **PROVIDERS[SOURCE].sign(body, SECRET)}
+    return {"Content-Type": "application/json", **provider_for(SOURCE).sign(body, SECRET)}
 
 
 # -- reading results --------------------------------------------------------------------------
@@ -345,7 +345,7 @@ def preload_events(
     from leadrelay.core.ingest.receiver import record_for
     from leadrelay.core.store.store import utcnow
 
-    provider = PROVIDERS[SOURCE]
+    provider = provider_for(SOURCE)
     records = []
     stored = 0
     for n in range(count):

@@ -15,8 +15,8 @@ from typing import Any
 import pytest
 
 from leadrelay.core.app.config import Config, parse_config
-from leadrelay.core.ingest.providers import PROVIDERS
 from leadrelay.core.ingest.providers.base import ParseResult
+from leadrelay.core.ingest.providers.registry import available_providers, provider_for
 from leadrelay.core.ingest.receiver import record_for
 from leadrelay.core.logs import LineHandler
 from leadrelay.core.store.store import IncomingEvent, Store, utcnow
@@ -41,16 +41,16 @@ def recording_connector_plugin(tmp_path_factory: pytest.TempPathFactory) -> Iter
 
 @pytest.fixture(autouse=True)
 def _no_global_state_left_behind() -> Iterator[None]:
-    """Fail the test that leaves shared state changed: the provider adapters every test
-    parses with, or the CLI's log handler on the root logger (invoke the CLI through
+    """Fail the test that leaves shared state changed: the providers registered for every
+    test, or the CLI's log handler on the root logger (invoke the CLI through
     tests.cli.CliRunner, which puts the root logger back)."""
-    providers = dict(PROVIDERS)
+    providers = available_providers()
     yield
     root = logging.getLogger()
     leaked = [handler for handler in root.handlers if isinstance(handler, LineHandler)]
     for handler in leaked:
         root.removeHandler(handler)
-    assert providers == PROVIDERS, "the test changed leadrelay's provider adapters"
+    assert providers == available_providers(), "the test left a provider registered"
     assert not leaked, "the test left the CLI's log handler on the root logger"
 
 
@@ -155,7 +155,7 @@ def fixture_body(provider: str, name: str) -> bytes:
 
 def signed_headers(provider: str, body: bytes, secret: str | None = None) -> dict[str, str]:
     headers = {"Content-Type": "application/json"}
-    headers.update(PROVIDERS[provider].sign(body, secret or SECRETS[provider]))
+    headers.update(provider_for(provider).sign(body, secret or SECRETS[provider]))
     if provider == "leadshark":
         headers["X-Webhook-Event"] = json.loads(body)["event"]
     return headers
@@ -190,7 +190,7 @@ def request_record(
 ) -> IncomingEvent:
     """What the receiver stores for a verified request to `source` carrying `body`."""
     received_at = received_at or utcnow()
-    provider = PROVIDERS[config.sources[source].provider]
+    provider = config.sources[source].adapter
     if result is None:
         result = provider.parse(json.loads(body), source=source, received_at=received_at)
     return record_for(

@@ -406,7 +406,14 @@ def test_command(
             if not event_names or payload_files or event_name_of(f) in event_names
         ]
     if not plan:
-        raise click.UsageError("no sample payloads matched the given --source/--event")
+        without_samples = [
+            s for s in sources if not bundled_sample_files(config.sources[s].provider)
+        ]
+        hint = f" (no bundled samples for {', '.join(without_samples)}: pass --payload FILE)"
+        raise click.UsageError(
+            "no sample payloads matched the given --source/--event"
+            + (hint if without_samples else "")
+        )
     results = []
     with click.progressbar(
         plan, label="running samples", file=sys.stderr, hidden=len(plan) < 20 or as_json
@@ -415,7 +422,7 @@ def test_command(
             secrets = config.sources[source].secret_values()
             try:
                 request = load_request(
-                    config.sources[source].provider, path, secrets[0] if secrets else None
+                    config.sources[source].adapter, path, secrets[0] if secrets else None
                 )
             except ValueError as exc:
                 raise click.ClickException(str(exc)) from None
@@ -463,10 +470,24 @@ def _print_sample_results(results: Sequence[Any], show_requests: bool, live: boo
 @click.option(
     "--get", "send_get", is_flag=True, help="Send the GET a provider's test button sends."
 )
+@click.option(
+    "--payload",
+    "payload_file",
+    type=click.Path(exists=True, dir_okay=False),
+    help="Your own payload or captured-request file instead of a bundled sample "
+    "(needed for hmac and standard-webhooks sources).",
+)
 def trigger(
-    config_path: str | None, source: str, event: str | None, url: str, send_get: bool
+    config_path: str | None,
+    source: str,
+    event: str | None,
+    url: str,
+    send_get: bool,
+    payload_file: str | None,
 ) -> None:
-    """POST a correctly signed sample of SOURCE's provider to a running receiver."""
+    """POST a correctly signed sample (or --payload) of SOURCE to a running receiver."""
+    from pathlib import Path
+
     import requests
 
     from leadrelay.core.app.samples import bundled_sample_files, event_name_of, load_request
@@ -479,14 +500,24 @@ def trigger(
         if send_get:
             response = requests.get(target, timeout=10)
         else:
-            provider = config.sources[source].provider
+            source_config = config.sources[source]
+            provider = source_config.provider
             samples = bundled_sample_files(provider)
             chosen = [p for p in samples if event is None or event_name_of(p) == event]
-            if not chosen:
+            if payload_file:
+                chosen = [Path(payload_file)]
+            elif not samples:
+                raise click.UsageError(f"no bundled {provider} samples: pass --payload FILE")
+            elif not chosen:
                 names = ", ".join(event_name_of(p) for p in samples)
                 raise click.UsageError(f"no {provider} sample for {event!r}; one of: {names}")
-            secrets = config.sources[source].secret_values()
-            request = load_request(provider, chosen[0], secrets[0] if secrets else None)
+            secrets = source_config.secret_values()
+            try:
+                request = load_request(
+                    source_config.adapter, chosen[0], secrets[0] if secrets else None
+                )
+            except ValueError as exc:
+                raise click.ClickException(str(exc)) from None
             response = requests.post(target, data=request.body, headers=request.headers, timeout=10)
     except requests.RequestException as exc:
         raise click.ClickException(f"could not reach {target}: {type(exc).__name__}") from None

@@ -1,4 +1,5 @@
-"""Re-parse quarantined events with the current provider code (after a fix or upgrade)."""
+"""Re-parse quarantined events with the current provider code and source configuration
+(after a fix, an upgrade, or a corrected field mapping)."""
 
 from __future__ import annotations
 
@@ -6,7 +7,7 @@ import json
 from typing import Any
 
 from leadrelay.core.app.config import Config
-from leadrelay.core.ingest.providers import PROVIDERS, Unreadable
+from leadrelay.core.ingest.providers import Unreadable
 from leadrelay.core.ingest.receiver import record_for
 from leadrelay.core.store.store import Store
 
@@ -14,9 +15,11 @@ from leadrelay.core.store.store import Store
 def reparse_quarantined(config: Config, store: Store, stored: dict[str, Any]) -> str:
     """Parse a stored quarantined event again; returns a one-line account of what happened."""
     event_id = stored["event_id"]
-    provider = PROVIDERS.get(stored["provider"])
-    if provider is None or stored.get("body") is None:
-        return f"{event_id}: cannot re-parse (provider unknown or payload purged)"
+    source = config.sources.get(stored["source"])
+    if source is None or stored.get("body") is None:
+        return f"{event_id}: cannot re-parse (source no longer configured or payload purged)"
+    # The source as configured now: its mapping may have been fixed since.
+    provider = source.adapter
     body: bytes = stored["body"]
     headers = json.loads(stored.get("headers") or "{}")
     try:

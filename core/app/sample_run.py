@@ -16,7 +16,7 @@ from leadrelay.core.app.samples import SampleRequest
 from leadrelay.core.delivery.contract import Connector, Delivered, Skipped
 from leadrelay.core.delivery.policy import outcome_label
 from leadrelay.core.delivery.routing import matches
-from leadrelay.core.ingest.providers import PROVIDERS, Ignored, Parsed, SignatureError, Unreadable
+from leadrelay.core.ingest.providers import Ignored, Parsed, SignatureError, Unreadable
 from leadrelay.core.store.store import utcnow
 
 
@@ -68,7 +68,7 @@ def run_sample(
     live: bool,
 ) -> SampleResult:
     source_config = config.sources[source]
-    provider = PROVIDERS[source_config.provider]
+    provider = source_config.adapter
     result = SampleResult(source, provider.name, request.name, status="accepted", ok=True)
     secrets = source_config.secret_values()
     if secrets:

@@ -1,7 +1,8 @@
 """Bundled sample payloads, signed the way each provider signs them.
 
 Used by `connectors test` (verify → normalize → route → connectors, no receiver needed)
-and `connectors trigger` (a signed POST to a running receiver).
+and `connectors trigger` (a signed POST to a running receiver). Generic providers (hmac,
+standard-webhooks) and plugins have no bundled samples: give them a payload file.
 
 A payload file is either a provider payload (leadrelay signs it with the source's own
 secret) or a captured request `{"headers": {...}, "body": "<exact body text>"}`, which is
@@ -16,7 +17,7 @@ from importlib.resources import files
 from pathlib import Path
 from typing import Any
 
-from leadrelay.core.ingest.providers import PROVIDERS
+from leadrelay.core.ingest.providers import Provider
 from leadrelay.core.ingest.providers.jsjson import stringify
 
 
@@ -30,6 +31,8 @@ class SampleRequest:
 
 def bundled_sample_files(provider: str) -> list[Path]:
     folder = files("leadrelay.core.app") / "samples" / provider
+    if not folder.is_dir():
+        return []
     return sorted(
         (Path(str(entry)) for entry in folder.iterdir() if entry.name.endswith(".json")),
         key=lambda p: p.name,
@@ -48,14 +51,18 @@ def encode_for(provider: str, payload: Any) -> bytes:
 
 
 def signed_request(
-    provider: str, payload: Any, secret: str | None, name: str = ""
+    provider: Provider, payload: Any, secret: str | None, name: str = ""
 ) -> SampleRequest:
-    body = encode_for(provider, payload)
-    headers = {"Content-Type": "application/json", "User-Agent": f"leadrelay-sample/{provider}"}
+    """The request a genuine sender would make: signed as the source's scheme requires."""
+    body = encode_for(provider.name, payload)
+    headers = {
+        "Content-Type": "application/json",
+        "User-Agent": f"leadrelay-sample/{provider.name}",
+    }
     if secret:
-        headers.update(PROVIDERS[provider].sign(body, secret))
+        headers.update(provider.sign(body, secret))
     if (
-        provider == "leadshark"
+        provider.name == "leadshark"
         and isinstance(payload, dict)
         and isinstance(payload.get("event"), str)
     ):
@@ -63,7 +70,7 @@ def signed_request(
     return SampleRequest(name=name, body=body, headers=headers, presigned=False)
 
 
-def load_request(provider: str, path: Path, secret: str | None) -> SampleRequest:
+def load_request(provider: Provider, path: Path, secret: str | None) -> SampleRequest:
     """Read a payload file; raises ValueError with a readable message if it is not JSON."""
     try:
         document = json.loads(path.read_text(encoding="utf-8"))

@@ -13,6 +13,7 @@ import json
 import logging
 import re
 import time
+from collections.abc import Sequence
 from datetime import datetime
 from typing import Any
 
@@ -21,7 +22,7 @@ from werkzeug.exceptions import HTTPException, RequestEntityTooLarge
 
 from leadrelay.core import metrics
 from leadrelay.core.delivery.routing import route
-from leadrelay.core.ingest.providers import PROVIDERS, Ignored, Parsed, SignatureError, Unreadable
+from leadrelay.core.ingest.providers import Ignored, Parsed, SignatureError, Unreadable
 from leadrelay.core.ingest.providers.base import ParseResult
 from leadrelay.core.ingest.settings import ReceiverConfig, unsigned_sources
 from leadrelay.core.logs import fields
@@ -110,11 +111,13 @@ def read_body(limit: int) -> bytes:
     return body
 
 
-def kept_headers(environ: dict[str, Any]) -> dict[str, str]:
-    """The request's X- headers, read from the WSGI environ (named as Werkzeug names them)."""
+def kept_headers(environ: dict[str, Any], also: Sequence[str] = ()) -> dict[str, str]:
+    """The request's X- headers and those named in `also` (those the provider reads), from
+    the WSGI environ (named as Werkzeug names them)."""
+    also_keys = {"HTTP_" + name.upper().replace("-", "_") for name in also}
     kept = {}
     for key, value in environ.items():
-        if key.startswith("HTTP_X_"):
+        if key.startswith("HTTP_X_") or key in also_keys:
             name = key[5:].replace("_", "-").title()
             lowered = name.lower()
             if not any(word in lowered for word in _NEVER_KEPT):
@@ -320,7 +323,7 @@ def create_app(config: ReceiverConfig, store: Store) -> Flask:
 
     def _receive(source: str) -> tuple[int, dict[str, Any]]:
         source_config = config.sources[source]
-        provider = PROVIDERS[source_config.provider]
+        provider = source_config.adapter
         body = read_body(config.server.max_body_bytes)
         secrets = source_config.secret_values()
         if secrets:
@@ -340,7 +343,7 @@ def create_app(config: ReceiverConfig, store: Store) -> Flask:
             provider=provider.name,
             result=result,
             body=body,
-            headers=kept_headers(request.environ),
+            headers=kept_headers(request.environ, provider.kept_headers),
             received_at=received_at,
         )
         try:

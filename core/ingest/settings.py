@@ -7,12 +7,26 @@ describes, so it never imports the app.
 from __future__ import annotations
 
 from collections.abc import Mapping
-from typing import Protocol
+from typing import Any, Protocol
 
-from pydantic import BaseModel, ConfigDict, Field, SecretStr, field_validator
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    PrivateAttr,
+    SecretStr,
+    ValidationInfo,
+    field_validator,
+    model_validator,
+)
 
 from leadrelay.core.delivery.contract import ConnectorOptions
-from leadrelay.core.ingest.providers import PROVIDERS
+from leadrelay.core.ingest.providers import Provider, ProviderOptions
+from leadrelay.core.ingest.providers.registry import (
+    UnknownProvider,
+    provider_class,
+    provider_for,
+)
 
 
 class _Strict(BaseModel):
@@ -20,22 +34,67 @@ class _Strict(BaseModel):
 
 
 class SourceConfig(_Strict):
+    """One `sources:` entry. Keys beside these go to the provider's own options model
+    (generic providers: `signature`, `lead`, ...), so their errors name their key path."""
+
     provider: str
     secrets: list[SecretStr] = Field(default_factory=list)
+    options: ProviderOptions | None = None
+    _adapter: Provider = PrivateAttr()
+
+    @model_validator(mode="before")
+    @classmethod
+    def _provider_options(cls, data: Any) -> Any:
+        if not isinstance(data, dict) or isinstance(data.get("options"), ProviderOptions):
+            return data
+        try:
+            options_model = provider_class(str(data.get("provider"))).options_model
+        except UnknownProvider:
+            return data  # the `provider` field's validator says why
+        if options_model is None:
+            return data  # any other key is refused as unknown
+        # `options` is built here, never written: in YAML it is an unknown key like any other.
+        own = {k: v for k, v in data.items() if k in cls.model_fields and k != "options"}
+        rest = {key: value for key, value in data.items() if key not in own}
+        return {**own, "options": options_model.model_validate(rest)}
 
     @field_validator("provider")
     @classmethod
     def _known_provider(cls, value: str) -> str:
-        if value not in PROVIDERS:
-            raise ValueError(f"unknown provider {value!r}; one of: {', '.join(sorted(PROVIDERS))}")
+        try:
+            provider_class(value)
+        except UnknownProvider as exc:
+            raise ValueError(str(exc)) from None
         return value
 
     @field_validator("secrets")
     @classmethod
-    def _no_blank_secret(cls, value: list[SecretStr]) -> list[SecretStr]:
+    def _usable_secrets(cls, value: list[SecretStr], info: ValidationInfo) -> list[SecretStr]:
         if any(not s.get_secret_value() for s in value):
             raise ValueError("a secret is empty (is its environment variable set?)")
+        provider = info.data.get("provider")
+        if provider is None:
+            return value
+        for index, secret in enumerate(value):
+            problem = provider_class(provider).secret_problem(secret.get_secret_value())
+            if problem:
+                raise ValueError(f"secret {index + 1}: {problem}")
         return value
+
+    @model_validator(mode="after")
+    def _build_adapter(self) -> SourceConfig:
+        options_model = provider_class(self.provider).options_model
+        if options_model is None and self.options is not None:
+            raise ValueError(f"provider {self.provider!r} takes no options")
+        if options_model is not None and not isinstance(self.options, options_model):
+            raise ValueError(f"provider {self.provider!r} needs {options_model.__name__}")
+        self._adapter = provider_for(self.provider, self.options)
+        return self
+
+    @property
+    def adapter(self) -> Provider:
+        """The provider that verifies and reads this source's requests."""
+        return self._adapter
 
     def secret_values(self) -> list[str]:
         return [s.get_secret_value() for s in self.secrets]

@@ -9,6 +9,7 @@ import pytest
 
 from leadrelay.core.app.cli import main
 from leadrelay.core.app.samples import bundled_sample_files, signed_request
+from leadrelay.core.ingest.providers.registry import provider_for
 from tests.cli import CliRunner
 from tests.conftest import SECRETS
 from tests.process import ServeProcess, write_config
@@ -125,7 +126,7 @@ def test_tampered_captured_request_fails_with_a_clear_message(
     runner: CliRunner, tmp_path: Path
 ) -> None:
     payload = json.loads(bundled_sample_files("gitleads")[0].read_text(encoding="utf-8"))
-    genuine = signed_request("gitleads", payload, "demo-gitleads-secret")
+    genuine = signed_request(provider_for("gitleads"), payload, "demo-gitleads-secret")
     tampered = genuine.body.decode().replace("Jane", "Eve")
     capture = tmp_path / "captured.json"
     capture.write_text(json.dumps({"headers": genuine.headers, "body": tampered}))

@@ -17,7 +17,8 @@ from leadrelay.core.app.cli import main
 from leadrelay.core.app.config import Config, load_config
 from leadrelay.core.delivery.contract import Permanent, Skipped
 from leadrelay.core.delivery.worker import Worker
-from leadrelay.core.ingest.providers import PROVIDERS, Unreadable
+from leadrelay.core.ingest.providers import Unreadable
+from leadrelay.core.ingest.providers.gitleads import GitLeadsProvider
 from leadrelay.core.ingest.receiver import create_app
 from leadrelay.core.store.store import DeliveryFilter, EventFilter, Store, utcnow
 from tests.cli import CliRunner, Result
@@ -176,9 +177,11 @@ def quarantine_on_receipt(setup: Setup, monkeypatch: pytest.MonkeyPatch, n: int)
     """Receive GitLeads event `n` with a provider parser that cannot read it (the "bug")."""
     with monkeypatch.context() as patch:
         patch.setattr(
-            PROVIDERS["gitleads"],
+            GitLeadsProvider,
             "parse",
-            lambda payload, **_kwargs: Unreadable("data.name: expected a string", "lead.created"),
+            lambda _self, payload, **_kwargs: Unreadable(
+                "data.name: expected a string", "lead.created"
+            ),
         )
         status, answer = setup.post(n)
     assert (status, answer["status"]) == (202, "quarantined")
@@ -219,9 +222,9 @@ def test_a_quarantined_event_the_code_still_cannot_read_stays_quarantined(
 ) -> None:
     quarantined = quarantine_on_receipt(setup, monkeypatch, 1)
     monkeypatch.setattr(
-        PROVIDERS["gitleads"],
+        GitLeadsProvider,
         "parse",
-        lambda payload, **_kwargs: Unreadable("data.name: still unexpected", "lead.created"),
+        lambda _self, payload, **_kwargs: Unreadable("data.name: still unexpected", "lead.created"),
     )
     result = setup.replay("--event", quarantined)
     assert result.exit_code == 0, result.output

@@ -38,6 +38,7 @@ from flask import Response
 
 from leadrelay.core.app.config import ConfigError, load_config
 from leadrelay.core.app.samples import bundled_sample_files, load_request
+from leadrelay.core.ingest.providers.registry import provider_for
 from tests.fakes.hubspot import FakeHubSpot
 from tests.fakes.salesforce import FakeSalesforce
 from tests.fakes.server import RunningServer, serve
@@ -289,7 +290,7 @@ def test_no_secret_in_any_output_log_error_or_metric(
         ):
             [path] = [p for p in bundled_sample_files(provider) if p.stem == sample]
             secret = env[f"{provider.upper()}_SECRET"]
-            signed = load_request(provider, path, secret)
+            signed = load_request(provider_for(provider), path, secret)
             response = requests.post(
                 server.url(f"/webhooks/{provider}"),
                 data=signed.body,

@@ -7,12 +7,16 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-from leadrelay.core.ingest.providers import PROVIDERS, Ignored, Parsed, Unreadable
+from leadrelay.core.ingest.providers import Ignored, Parsed, Provider, Unreadable
 from leadrelay.core.ingest.providers.base import ParseResult
+from leadrelay.core.ingest.providers.registry import provider_for
 from leadrelay.core.schema import LeadEvent
 
 FIXTURES = Path(__file__).resolve().parent.parent / "fixtures"
 RECEIVED_AT = datetime(2026, 5, 1, 12, 0, tzinfo=UTC)
+# The four named providers, as the registry builds them (they take no per-source options).
+BUILTIN_PROVIDERS = ("gitleads", "gitproductivity", "leadhub", "leadshark")
+PROVIDERS: dict[str, Provider] = {name: provider_for(name) for name in BUILTIN_PROVIDERS}
 
 
 def fixture_text(provider: str, event: str) -> str:

@@ -10,10 +10,10 @@ from typing import Any
 
 import pytest
 
-from leadrelay.core.ingest.providers import PROVIDERS, Ignored, SignatureError, Unreadable, jsjson
+from leadrelay.core.ingest.providers import Ignored, SignatureError, Unreadable, jsjson
 from leadrelay.core.ingest.providers.leadshark import linkedin_username_from_url
 from leadrelay.core.schema import event_id_for
-from tests.providers.common import fixture, fixture_text, parse, parse_event
+from tests.providers.common import PROVIDERS, fixture, fixture_text, parse, parse_event
 from tests.signing import (
     NODE,
     NODE_MISSING_REASON,

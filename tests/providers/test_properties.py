@@ -13,7 +13,6 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from leadrelay.core.ingest.providers import (
-    PROVIDERS,
     Ignored,
     Parsed,
     Provider,
@@ -22,7 +21,7 @@ from leadrelay.core.ingest.providers import (
 )
 from leadrelay.core.ingest.providers.gitleads import GitLeadsProvider
 from leadrelay.core.schema import event_id_for
-from tests.providers.common import RECEIVED_AT, assert_read_without_adapter_error
+from tests.providers.common import PROVIDERS, RECEIVED_AT, assert_read_without_adapter_error
 from tests.providers.test_robustness import key_paths, leaf_paths, load, set_at
 from tests.providers.test_samples import sample_paths
 from tests.signing import SIGNATURE_HEADERS, hmac_hex

@@ -12,10 +12,15 @@ from typing import Any
 
 import pytest
 
-from leadrelay.core.ingest.providers import PROVIDERS, Parsed, Unreadable
+from leadrelay.core.ingest.providers import Parsed, Unreadable
 from leadrelay.core.ingest.providers.envelope import LeadEnvelope, LeadReading
 from leadrelay.core.ingest.providers.gitleads import GitLeadsProvider
-from tests.providers.common import RECEIVED_AT, assert_read_without_adapter_error, fixture_text
+from tests.providers.common import (
+    PROVIDERS,
+    RECEIVED_AT,
+    assert_read_without_adapter_error,
+    fixture_text,
+)
 from tests.providers.test_samples import sample_paths
 
 Path_ = tuple[str | int, ...]

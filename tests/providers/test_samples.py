@@ -8,8 +8,8 @@ from pathlib import Path
 
 import pytest
 
-from leadrelay.core.ingest.providers import PROVIDERS, Ignored, Parsed
-from tests.providers.common import FIXTURES, RECEIVED_AT
+from leadrelay.core.ingest.providers import Ignored, Parsed
+from tests.providers.common import FIXTURES, PROVIDERS, RECEIVED_AT
 from tests.signing import hmac_hex, js_stringify_many, sign
 
 SAMPLES = Path(str(files("leadrelay.core.app") / "samples"))

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import pytest
 
-from leadrelay.core.ingest.providers import PROVIDERS, SignatureError
-from tests.providers.common import fixture_text
+from leadrelay.core.ingest.providers import SignatureError
+from tests.providers.common import PROVIDERS, fixture_text
 from tests.signing import SIGNATURE_HEADERS, sign
 
 SECRET = "whsec_current"

@@ -17,6 +17,8 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any, ClassVar
 
+from pydantic import BaseModel, ConfigDict
+
 from leadrelay.core.schema import EventType, LeadEvent
 
 _HEX_DIGEST = re.compile("[0-9a-f]{64}")
@@ -106,18 +108,42 @@ def header(headers: Mapping[str, str], name: str) -> str | None:
     return None
 
 
+class ProviderOptions(BaseModel):
+    """The YAML keys a provider reads beside `provider` and `secrets` (generic providers)."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
 class Provider(ABC):
     """Base class: subclasses set the class attributes and implement `read`.
 
     `event_types` maps the provider's event names to normalized types; a name mapped to
     None is a known non-lead event (answered "ignored"), and a name missing from the map
     is unknown (also "ignored", with a reason that says so).
+
+    A provider configured per source declares `options_model`: the source's other YAML
+    keys are validated with it at config load, and `for_source` builds the provider for
+    that source. Providers without options are built with no arguments.
     """
 
     name: ClassVar[str]
     signature_header: ClassVar[str]
     signature_prefix: ClassVar[str] = "sha256="
     event_types: ClassVar[dict[str, EventType | None]]
+    options_model: ClassVar[type[ProviderOptions] | None] = None
+    # Headers `read` uses besides X- headers (which are always kept): the receiver stores
+    # them with the event, so a replay parses it as the receiver did.
+    kept_headers: ClassVar[tuple[str, ...]] = ()
+
+    @classmethod
+    def for_source(cls, options: ProviderOptions | None) -> Provider:
+        """The provider serving one source (`options` is None unless `options_model` is set)."""
+        return cls()
+
+    @classmethod
+    def secret_problem(cls, secret: str) -> str | None:
+        """Why `secret` cannot be used by this provider, or None; never quotes the secret."""
+        return None
 
     # -- signatures -------------------------------------------------------------------
 
