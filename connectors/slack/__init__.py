@@ -1,0 +1,1 @@
+"""Slack: one Block Kit message per lead event (see `connector`)."""
