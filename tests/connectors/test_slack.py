@@ -11,7 +11,8 @@ from typing import Any
 import pytest
 from pydantic import ValidationError
 
-from leadrelay.connectors.slack.connector import SlackConnector, SlackOptions, build_message, fit
+from leadrelay.connectors.slack import SlackConnector, SlackOptions
+from leadrelay.connectors.slack.message import build_message, fit
 from leadrelay.core.delivery.contract import (
     ConnectionCheckFailed,
     Delivered,
