@@ -9,7 +9,7 @@ from typing import Any, ClassVar
 from simple_salesforce import Salesforce, format_soql
 
 from leadrelay.connectors._http import chunks
-from leadrelay.connectors._mapping import clean_text
+from leadrelay.connectors._mapping import clean_text, utf16_len
 from leadrelay.connectors.salesforce.batching import (
     COLLECTION_LIMIT,
     LOOKUP_CHUNK,
@@ -22,7 +22,6 @@ from leadrelay.connectors.salesforce.mapping import (
     TASK_WHO_OBJECTS,
     build_record,
     task_record,
-    utf16_len,
 )
 from leadrelay.connectors.salesforce.options import SalesforceOptions
 from leadrelay.core.delivery.contract import (

@@ -8,8 +8,11 @@ from leadrelay.connectors._mapping import (
     activity_label,
     as_text,
     clean_text,
+    cut,
     event_time,
+    name_text,
     read_path,
+    utf16_len,
 )
 from leadrelay.connectors.salesforce.options import PROFILE_SUMMARY, SalesforceOptions
 from leadrelay.core.schema import Lead, LeadEvent
@@ -52,24 +55,6 @@ FREE_MAIL_DOMAINS = frozenset(
         "tutanota.com", "duck.com", "users.noreply.github.com", "noreply.github.com",
     }
 )  # fmt: skip
-
-
-def utf16_len(text: str) -> int:
-    return len(text.encode("utf-16-le")) // 2
-
-
-def cut(text: str, limit: int) -> str:
-    """`text` cut to `limit` UTF-16 code units without splitting a character."""
-    if utf16_len(text) <= limit:
-        return text
-    kept, used = [], 0
-    for char in text:
-        width = 2 if ord(char) > 0xFFFF else 1
-        if used + width > limit:
-            break
-        kept.append(char)
-        used += width
-    return "".join(kept)
 
 
 def _clean(value: Any) -> Any:
@@ -117,7 +102,7 @@ def fallback_names(lead: Lead) -> tuple[str | None, str]:
     last = clean_text(lead.last_name)
     if last:
         return first, last
-    full = clean_text(lead.full_name)
+    full = name_text(lead.full_name)
     if full:
         if first and full.startswith(first + " ") and full[len(first) :].strip():
             return first, full[len(first) :].strip()
