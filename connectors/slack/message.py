@@ -2,8 +2,10 @@
 
 Lead text is untrusted. Every piece of it is escaped for Slack (`&`, `<`, `>`), so a lead
 named `<!channel>` shows that text and pings no one, and `<https://evil|click>` is not a
-link. Link markup is built only from URLs that parse as http(s) with a host. Mrkdwn
-emphasis characters (`*`, `_`, `~`) are left alone: they can only restyle text.
+link. Every mrkdwn text object is `verbatim`, so Slack does not turn bare `#channel` or
+`@name` look-alikes and URLs in lead text into links or mentions. Link markup is built
+only from URLs that parse as http(s) with a host. Mrkdwn emphasis characters (`*`, `_`,
+`~`) are left alone: they can only restyle text.
 """
 
 from __future__ import annotations
@@ -192,7 +194,7 @@ def build_message(event: LeadEvent) -> dict[str, Any]:
     if lead.email:
         who_lines.append(_text(lead.email, 320))
     who = "\n".join(who_lines)
-    blocks.append({"type": "section", "text": {"type": "mrkdwn", "text": who}})
+    blocks.append({"type": "section", "text": {"type": "mrkdwn", "verbatim": True, "text": who}})
 
     activity_words = describe_activity(event)
     if activity_words and event.activity is not None:
@@ -203,7 +205,10 @@ def build_message(event: LeadEvent) -> dict[str, Any]:
         if event.activity.campaign:
             did += f"\n_Campaign:_ {_text(event.activity.campaign, 200)}"
         blocks.append(
-            {"type": "section", "text": {"type": "mrkdwn", "text": fit(did, SECTION_TEXT_LIMIT)}}
+            {
+                "type": "section",
+                "text": {"type": "mrkdwn", "verbatim": True, "text": fit(did, SECTION_TEXT_LIMIT)},
+            }
         )
 
     facts: list[tuple[str, str | None]] = [
@@ -216,7 +221,11 @@ def build_message(event: LeadEvent) -> dict[str, Any]:
         ("Source", f"{event.source} ({event.provider})"),
     ]
     fields = [
-        {"type": "mrkdwn", "text": f"*{label}*\n{_text(value, _FIELD_VALUE_BUDGET)}"}
+        {
+            "type": "mrkdwn",
+            "verbatim": True,
+            "text": f"*{label}*\n{_text(value, _FIELD_VALUE_BUDGET)}",
+        }
         for label, value in facts
         if value
     ][:FIELDS_PER_SECTION_LIMIT]
@@ -224,11 +233,18 @@ def build_message(event: LeadEvent) -> dict[str, Any]:
 
     if lead.bio:
         bio = "_" + _text(" ".join(lead.bio.split()), _BIO_BUDGET) + "_"
-        blocks.append({"type": "section", "text": {"type": "mrkdwn", "text": bio}})
+        blocks.append(
+            {"type": "section", "text": {"type": "mrkdwn", "verbatim": True, "text": bio}}
+        )
 
     links = _links(event)
     if links:
-        blocks.append({"type": "section", "text": {"type": "mrkdwn", "text": "  ·  ".join(links)}})
+        blocks.append(
+            {
+                "type": "section",
+                "text": {"type": "mrkdwn", "verbatim": True, "text": "  ·  ".join(links)},
+            }
+        )
 
     context = " · ".join(
         p
@@ -239,7 +255,9 @@ def build_message(event: LeadEvent) -> dict[str, Any]:
         )
         if p
     )
-    blocks.append({"type": "context", "elements": [{"type": "mrkdwn", "text": context}]})
+    blocks.append(
+        {"type": "context", "elements": [{"type": "mrkdwn", "verbatim": True, "text": context}]}
+    )
 
     summary = f"{title}: {name}"
     if role:
