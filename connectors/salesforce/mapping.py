@@ -40,8 +40,6 @@ FIELD_LENGTHS: dict[str, int] = {
     "Description": 32000,
 }
 
-# A Task's WhoId names a Lead or a Contact; other objects get no Task.
-TASK_WHO_OBJECTS = frozenset({"lead", "contact"})  # API names ignore case
 TASK_FIELD_LENGTHS = {"Subject": 255, "Description": 32000}
 
 # Domains that say nothing about the lead's employer.
@@ -147,7 +145,18 @@ def task_record(event: LeadEvent, who_id: str) -> dict[str, Any]:
 
 
 def build_record(event: LeadEvent, options: SalesforceOptions) -> dict[str, Any]:
-    """The field values sent for `event` (no `attributes`, no `id`)."""
+    """The field values sent to create a record for `event` (no `attributes`, no `id`)."""
+    return build_records(event, options)[0]
+
+
+def build_records(
+    event: LeadEvent, options: SalesforceOptions
+) -> tuple[dict[str, Any], dict[str, Any]]:
+    """(create, update) field values for `event`.
+
+    Fallback LastName and Company values exist only because Salesforce needs them to create
+    a record; an update leaves them out so they never overwrite the record's real values.
+    """
     mapping = options.mapping()
     record: dict[str, Any] = {}
     for sf_field, source in mapping.items():
@@ -155,6 +164,7 @@ def build_record(event: LeadEvent, options: SalesforceOptions) -> dict[str, Any]
         if value is not None:
             record[sf_field] = value
     lead = event.lead
+    update = dict(record)
     if mapping.get("LastName") is not None and not record.get("LastName"):
         first, last = fallback_names(lead)
         record["LastName"] = last or options.fallback_last_name
@@ -162,6 +172,11 @@ def build_record(event: LeadEvent, options: SalesforceOptions) -> dict[str, Any]
             record.pop("FirstName", None)  # a one-word name went to LastName
     if mapping.get("Company") is not None and not record.get("Company"):
         record["Company"] = fallback_company(lead) or options.fallback_company
+    return _finish(record, lead, options), _finish(update, lead, options)
+
+
+def _finish(record: dict[str, Any], lead: Lead, options: SalesforceOptions) -> dict[str, Any]:
+    """Email that fits, every standard text field cut to its length, the external id."""
     email = record.get("Email")
     if isinstance(email, str) and utf16_len(email) > FIELD_LENGTHS["Email"]:
         del record["Email"]
