@@ -53,6 +53,33 @@ def clean_text(value: str | None) -> str | None:
     return value.strip() or None
 
 
+def name_text(value: str | None) -> str | None:
+    """A name's words that have a letter (an emoji or a flag is not a name), or None."""
+    if value is None:
+        return None
+    words = [word for word in value.split() if any(char.isalpha() for char in word)]
+    return " ".join(words) or None
+
+
+def utf16_len(text: str) -> int:
+    """Length in UTF-16 code units, as Java and JavaScript services (CRMs) count it."""
+    return len(text.encode("utf-16-le")) // 2
+
+
+def cut(text: str, limit: int) -> str:
+    """`text` cut to `limit` UTF-16 code units without splitting a character."""
+    if utf16_len(text) <= limit:
+        return text
+    kept, used = [], 0
+    for char in text:
+        width = 2 if ord(char) > 0xFFFF else 1
+        if used + width > limit:
+            break
+        kept.append(char)
+        used += width
+    return "".join(kept)
+
+
 def format_number(value: float) -> str:
     """A number as people write it: `3`, not `3.0`."""
     return str(int(value)) if value.is_integer() else repr(value)

@@ -40,14 +40,14 @@ import logging
 import os
 import threading
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass, field
-from datetime import datetime
 from pathlib import Path
 from typing import Any, ClassVar, Literal
 
 from pydantic import Field, field_validator
 
+from leadrelay.connectors._mapping import as_text, read_path
 from leadrelay.core.delivery.contract import (
     ConnectionCheckFailed,
     Connector,
@@ -99,60 +99,47 @@ _FILE_MODE = 0o600
 _READ_CHUNK = 1 << 20
 
 
-def _text(value: object) -> str:
-    if value is None:
-        return ""
-    if isinstance(value, datetime):
-        return value.isoformat()
-    return str(value)
-
-
-def _number(value: float | None) -> str:
-    if value is None:
-        return ""
-    return str(int(value)) if value.is_integer() else repr(value)
-
-
-# Column -> how to read it from an event. Text cells are subject to formula escaping.
-_TEXT_COLUMNS: dict[str, Callable[[LeadEvent], object]] = {
-    "event_id": lambda e: e.event_id,
-    "idempotency_key": lambda e: e.idempotency_key,
-    "occurred_at": lambda e: e.occurred_at,
-    "received_at": lambda e: e.received_at,
-    "source": lambda e: e.source,
-    "provider": lambda e: e.provider,
-    "type": lambda e: e.type,
-    "provider_event": lambda e: e.provider_event,
-    "lead_key": lambda e: e.lead.key,
-    "provider_lead_id": lambda e: e.lead.provider_lead_id,
-    "email": lambda e: e.lead.email,
-    "first_name": lambda e: e.lead.first_name,
-    "last_name": lambda e: e.lead.last_name,
-    "full_name": lambda e: e.lead.full_name,
-    "title": lambda e: e.lead.title,
-    "company": lambda e: e.lead.company,
-    "phone": lambda e: e.lead.phone,
-    "location": lambda e: e.lead.location,
-    "website": lambda e: e.lead.website,
-    "linkedin_url": lambda e: e.lead.linkedin_url,
-    "linkedin_username": lambda e: e.lead.linkedin_username,
-    "github_username": lambda e: e.lead.github_username,
-    "github_url": lambda e: e.lead.github_url,
-    "bio": lambda e: e.lead.bio,
-    "tags": lambda e: TAG_SEPARATOR.join(e.lead.tags),
-    "status": lambda e: e.lead.status,
-    "stage": lambda e: e.lead.stage,
-    "owner": lambda e: e.lead.owner,
-    "lead_source": lambda e: e.lead.lead_source,
-    "activity_kind": lambda e: e.activity.kind if e.activity else None,
-    "activity_text": lambda e: e.activity.text if e.activity else None,
-    "activity_url": lambda e: e.activity.url if e.activity else None,
-    "campaign": lambda e: e.activity.campaign if e.activity else None,
+# Column -> the field path (`connectors._mapping`) it shows. Cells are written as every
+# connector writes values (`as_text`), and text cells are subject to formula escaping.
+COLUMN_PATHS: dict[str, str] = {
+    "event_id": "event.event_id",
+    "idempotency_key": "event.idempotency_key",
+    "occurred_at": "event.occurred_at",
+    "received_at": "event.received_at",
+    "source": "event.source",
+    "provider": "event.provider",
+    "type": "event.type",
+    "provider_event": "event.provider_event",
+    "lead_key": "key",
+    "provider_lead_id": "provider_lead_id",
+    "email": "email",
+    "first_name": "first_name",
+    "last_name": "last_name",
+    "full_name": "full_name",
+    "title": "title",
+    "company": "company",
+    "phone": "phone",
+    "location": "location",
+    "website": "website",
+    "linkedin_url": "linkedin_url",
+    "linkedin_username": "linkedin_username",
+    "github_username": "github_username",
+    "github_url": "github_url",
+    "bio": "bio",
+    "tags": "tags",
+    "score": "score",
+    "status": "status",
+    "stage": "stage",
+    "owner": "owner",
+    "lead_source": "lead_source",
+    "activity_kind": "activity.kind",
+    "activity_text": "activity.text",
+    "activity_url": "activity.url",
+    "campaign": "activity.campaign",
 }
-_NUMBER_COLUMNS: dict[str, Callable[[LeadEvent], float | None]] = {
-    "score": lambda e: e.lead.score,
-}
-KNOWN_COLUMNS: frozenset[str] = frozenset(_TEXT_COLUMNS) | frozenset(_NUMBER_COLUMNS)
+# Numbers the sink formats itself: `-1` is a number, not a formula.
+_NUMBER_COLUMNS = frozenset({"score"})
+KNOWN_COLUMNS: frozenset[str] = frozenset(COLUMN_PATHS)
 
 
 def neutralize_formula(cell: str) -> str:
@@ -164,11 +151,12 @@ def build_row(event: LeadEvent, columns: Sequence[str], escape_formulas: bool) -
     """The row for one event: column -> the exact cell text written."""
     row: dict[str, str] = {}
     for column in columns:
-        if column in _NUMBER_COLUMNS:
-            row[column] = _number(_NUMBER_COLUMNS[column](event))
-        else:
-            cell = _text(_TEXT_COLUMNS[column](event))
-            row[column] = neutralize_formula(cell) if escape_formulas else cell
+        value = read_path(event, COLUMN_PATHS[column])
+        # Text is written exactly as the provider sent it (a file keeps what a CRM trims).
+        cell = value if isinstance(value, str) else as_text(value, list_separator=TAG_SEPARATOR)
+        if escape_formulas and column not in _NUMBER_COLUMNS:
+            cell = neutralize_formula(cell)
+        row[column] = cell
     return row
 
 

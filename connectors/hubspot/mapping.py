@@ -7,12 +7,21 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-from leadrelay.connectors._mapping import LEAD_FIELDS, activity_label, as_text, event_time
+from leadrelay.connectors._mapping import (
+    LEAD_FIELDS,
+    activity_label,
+    as_text,
+    cut,
+    event_time,
+    name_text,
+)
 from leadrelay.connectors.hubspot.options import HubSpotOptions
 from leadrelay.core.delivery.contract import Skipped
 from leadrelay.core.schema import Lead, LeadEvent
 
-NOTE_BODY_LIMIT = 65_536
+# HubSpot refuses a text property value (and a note body) over 65,536 characters.
+PROPERTY_VALUE_LIMIT = 65_536
+NOTE_BODY_LIMIT = PROPERTY_VALUE_LIMIT
 # HubSpot stores multiple-checkbox values separated by semicolons.
 LIST_SEPARATOR = ";"
 
@@ -98,8 +107,9 @@ class ContactMapper:
     def _lead_values(self, lead: Lead) -> dict[str, Any]:
         values: dict[str, Any] = {name: getattr(lead, name) for name in LEAD_FIELDS}
         values.update({f"extra.{name}": value for name, value in lead.extra.items()})
-        if lead.first_name is None and lead.last_name is None and lead.full_name:
-            first, _, rest = lead.full_name.strip().partition(" ")
+        full_name = name_text(lead.full_name)
+        if lead.first_name is None and lead.last_name is None and full_name:
+            first, _, rest = full_name.partition(" ")
             values["first_name"], values["last_name"] = first, rest.strip() or None
         if lead.linkedin_url is None and lead.linkedin_username:
             values["linkedin_url"] = f"https://www.linkedin.com/in/{lead.linkedin_username}"
@@ -111,7 +121,8 @@ class ContactMapper:
         for prop, lead_field in self._property_map.items():
             text = _text(values.get(lead_field))
             if text:
-                properties[prop] = text
+                # Cut rather than refused: HubSpot would fail the whole contact.
+                properties[prop] = cut(text, PROPERTY_VALUE_LIMIT)
         if self.options.key_property:
             properties[self.options.key_property] = lead.key
         return properties
@@ -151,7 +162,7 @@ def note_body(event: LeadEvent) -> str:
             parts.append(f"<p>{url}</p>")
     if activity.campaign:
         parts.append(f"<p>Campaign: {html.escape(activity.campaign)}</p>")
-    return "".join(parts)[:NOTE_BODY_LIMIT]
+    return cut("".join(parts), NOTE_BODY_LIMIT)
 
 
 def _text(value: Any) -> str:

@@ -37,8 +37,15 @@ City <- location, Website, LeadSource <- lead_source, Description <- `profile_su
 `activity.<field>` and `event.<source|provider|type|provider_event|occurred_at>`.
 Empty values are not sent, so an event never blanks a field another event filled.
 
-Salesforce requires LastName and Company on a Lead; when the lead lacks them they are filled
-from documented fallbacks (unless `field_map` sets them to null):
+Only the Lead object is supported (`object` is refused otherwise at config time): the
+default map, the fallbacks and archiving are the Lead's, and on a Contact (no Company, City,
+Website) every record would fail with INVALID_FIELD.
+
+Salesforce requires LastName and Company to create a Lead; when the lead lacks them they are
+filled from documented fallbacks (unless `field_map` sets them to null). Fallbacks are sent
+only to create: an update leaves them out, so they never overwrite a record's real values
+(with `external_id_field`, the upsert goes without them and a record Salesforce would have to
+create, answered REQUIRED_FIELD_MISSING, is sent again with them):
 
 - LastName: `last_name`; else `full_name` (without a leading `first_name`; a one-word name
   becomes the LastName and FirstName is left out); else the email's local part; else the
@@ -54,7 +61,7 @@ Email and noted in Description. Custom fields are not cut; Salesforce's STRING_T
 comes back as a Permanent outcome.
 
 Activities (`lead.activity`, or any event that carries one) also log a completed Task on the
-written Lead (or Contact: `Task.WhoId`; other objects get none), after the record:
+written Lead (`Task.WhoId`), after the record:
 Subject = what the lead did ("Starred a repository"), Description = the activity's text,
 URL and campaign, ActivityDate = when it happened. `activity_tasks: false` turns this off.
 A Task cannot be upserted, so one whose creation succeeded but whose answer was lost is

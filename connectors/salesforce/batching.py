@@ -18,7 +18,13 @@ class Item:
     record: dict[str, Any]
     identity: str  # matching value (external id or email), as sent
     archive: bool
+    # `record` without the fallback values that only a create needs (None: the same).
+    update_record: dict[str, Any] | None = None
     record_id: str | None = None  # once Salesforce has written it
+
+    @property
+    def update(self) -> dict[str, Any]:
+        return self.record if self.update_record is None else self.update_record
 
     @property
     def identity_key(self) -> str:

@@ -9,7 +9,7 @@ from typing import Any, ClassVar
 from simple_salesforce import Salesforce, format_soql
 
 from leadrelay.connectors._http import chunks
-from leadrelay.connectors._mapping import clean_text
+from leadrelay.connectors._mapping import clean_text, utf16_len
 from leadrelay.connectors.salesforce.batching import (
     COLLECTION_LIMIT,
     LOOKUP_CHUNK,
@@ -19,10 +19,9 @@ from leadrelay.connectors.salesforce.batching import (
 from leadrelay.connectors.salesforce.client import BatchFailure, SalesforceSession
 from leadrelay.connectors.salesforce.mapping import (
     FIELD_LENGTHS,
-    TASK_WHO_OBJECTS,
     build_record,
+    build_records,
     task_record,
-    utf16_len,
 )
 from leadrelay.connectors.salesforce.options import SalesforceOptions
 from leadrelay.core.delivery.contract import (
@@ -103,12 +102,20 @@ class SalesforceConnector(Connector[SalesforceOptions]):
             return {"action": "skip", "reason": prepared.message}
         collections = self._api_path(COLLECTIONS_PATH)
         if self.options.external_id_field and not prepared.archive:
-            return {
+            path = f"{collections}/{self.options.object}/{self.options.external_id_field}"
+            plan: dict[str, Any] = {
                 "action": "upsert",
                 "method": "PATCH",
-                "path": f"{collections}/{self.options.object}/{self.options.external_id_field}",
-                "body": self._collection_body([prepared.record]),
+                "path": path,
+                "body": self._collection_body([prepared.update]),
             }
+            if prepared.update != prepared.record:
+                plan["if_new_record"] = {
+                    "method": "PATCH",
+                    "path": path,
+                    "body": self._collection_body([prepared.record]),
+                }
+            return plan
         lookup = {
             "method": "GET",
             "path": self._api_path("query"),
@@ -132,7 +139,7 @@ class SalesforceConnector(Connector[SalesforceOptions]):
             "if_found": {
                 "method": "PATCH",
                 "path": collections,
-                "body": self._collection_body([{**prepared.record, "id": found_id}]),
+                "body": self._collection_body([{**prepared.update, "id": found_id}]),
             },
             "if_not_found": {
                 "method": "POST",
@@ -186,10 +193,10 @@ class SalesforceConnector(Connector[SalesforceOptions]):
         archive = event.type == "lead.deleted"
         if archive and self.options.on_delete != "archive":
             return Skipped("lead.deleted: CRM records are never deleted (on_delete: skip)")
-        record = self.build_record(event)
+        record, update = build_records(event, self.options)
         ext = self.options.external_id_field
         if ext:
-            return Item(index, record, record[ext], archive)
+            return Item(index, record, record[ext], archive, update)
         email = clean_text(event.lead.email)
         if not email:
             return Skipped("lead has no email to find it by; set external_id_field to upsert it")
@@ -198,7 +205,7 @@ class SalesforceConnector(Connector[SalesforceOptions]):
                 "email is longer than Salesforce's 80-character Email field, so the lead "
                 "cannot be found by it; set external_id_field to upsert it"
             )
-        return Item(index, record, email, archive)
+        return Item(index, record, email, archive, update)
 
     def build_record(self, event: LeadEvent) -> dict[str, Any]:
         """The field values sent for `event` (no `attributes`, no `id`)."""
@@ -244,10 +251,7 @@ class SalesforceConnector(Connector[SalesforceOptions]):
             upserting = self.options.external_id_field and not item.archive
             (upserts if upserting else matched).append(item)
         if upserts:
-            path = f"{COLLECTIONS_PATH}/{self.options.object}/{self.options.external_id_field}"
-            outcomes.update(
-                self._collection(client, "PATCH", path, upserts, [i.record for i in upserts])
-            )
+            outcomes.update(self._upsert(client, upserts))
         if not matched:
             return outcomes
         found = self._lookup(client, matched)
@@ -265,7 +269,7 @@ class SalesforceConnector(Connector[SalesforceOptions]):
             elif item.archive:
                 updates.append((item, self._archive_record(record_id)))
             else:
-                updates.append((item, {**item.record, "id": record_id}))
+                updates.append((item, {**item.update, "id": record_id}))
         if updates:
             outcomes.update(
                 self._collection(
@@ -280,6 +284,26 @@ class SalesforceConnector(Connector[SalesforceOptions]):
             outcomes.update(
                 self._collection(
                     client, "POST", COLLECTIONS_PATH, creates, [i.record for i in creates]
+                )
+            )
+        return outcomes
+
+    def _upsert(self, client: Salesforce, items: Sequence[Item]) -> dict[int, Outcome]:
+        """Upsert without fallback values; records Salesforce had to create (and refused for
+        a missing required field) are sent again with them."""
+        path = f"{COLLECTIONS_PATH}/{self.options.object}/{self.options.external_id_field}"
+        results = self._send_records(client, "PATCH", path, [i.update for i in items])
+        outcomes: dict[int, Outcome] = {}
+        new_records: list[Item] = []
+        for item, result in zip(items, results, strict=True):
+            if item.record != item.update and _missing_required_field(result):
+                new_records.append(item)
+            else:
+                outcomes[item.index] = self._record_outcome(item, result, "PATCH")
+        if new_records:
+            outcomes.update(
+                self._collection(
+                    client, "PATCH", path, new_records, [i.record for i in new_records]
                 )
             )
         return outcomes
@@ -321,7 +345,7 @@ class SalesforceConnector(Connector[SalesforceOptions]):
                 outcomes[item.index] = self._with_task(written, result)
 
     def _logs_tasks(self) -> bool:
-        return self.options.activity_tasks and self.options.object.lower() in TASK_WHO_OBJECTS
+        return self.options.activity_tasks
 
     def _with_task(self, written: Delivered, result: dict[str, Any] | Outcome) -> Outcome:
         if isinstance(result, dict):
@@ -391,3 +415,9 @@ class SalesforceConnector(Connector[SalesforceOptions]):
                 verb = "created" if method == "POST" else "updated"
             return Delivered(f"{verb} {self.options.object} {result.get('id')}")
         return self._session.record_failure(result)
+
+
+def _missing_required_field(result: dict[str, Any]) -> bool:
+    return not result.get("success") and any(
+        error.get("statusCode") == "REQUIRED_FIELD_MISSING" for error in result.get("errors", [])
+    )

@@ -8,8 +8,11 @@ from leadrelay.connectors._mapping import (
     activity_label,
     as_text,
     clean_text,
+    cut,
     event_time,
+    name_text,
     read_path,
+    utf16_len,
 )
 from leadrelay.connectors.salesforce.options import PROFILE_SUMMARY, SalesforceOptions
 from leadrelay.core.schema import Lead, LeadEvent
@@ -37,8 +40,6 @@ FIELD_LENGTHS: dict[str, int] = {
     "Description": 32000,
 }
 
-# A Task's WhoId names a Lead or a Contact; other objects get no Task.
-TASK_WHO_OBJECTS = frozenset({"lead", "contact"})  # API names ignore case
 TASK_FIELD_LENGTHS = {"Subject": 255, "Description": 32000}
 
 # Domains that say nothing about the lead's employer.
@@ -52,24 +53,6 @@ FREE_MAIL_DOMAINS = frozenset(
         "tutanota.com", "duck.com", "users.noreply.github.com", "noreply.github.com",
     }
 )  # fmt: skip
-
-
-def utf16_len(text: str) -> int:
-    return len(text.encode("utf-16-le")) // 2
-
-
-def cut(text: str, limit: int) -> str:
-    """`text` cut to `limit` UTF-16 code units without splitting a character."""
-    if utf16_len(text) <= limit:
-        return text
-    kept, used = [], 0
-    for char in text:
-        width = 2 if ord(char) > 0xFFFF else 1
-        if used + width > limit:
-            break
-        kept.append(char)
-        used += width
-    return "".join(kept)
 
 
 def _clean(value: Any) -> Any:
@@ -117,7 +100,7 @@ def fallback_names(lead: Lead) -> tuple[str | None, str]:
     last = clean_text(lead.last_name)
     if last:
         return first, last
-    full = clean_text(lead.full_name)
+    full = name_text(lead.full_name)
     if full:
         if first and full.startswith(first + " ") and full[len(first) :].strip():
             return first, full[len(first) :].strip()
@@ -162,7 +145,18 @@ def task_record(event: LeadEvent, who_id: str) -> dict[str, Any]:
 
 
 def build_record(event: LeadEvent, options: SalesforceOptions) -> dict[str, Any]:
-    """The field values sent for `event` (no `attributes`, no `id`)."""
+    """The field values sent to create a record for `event` (no `attributes`, no `id`)."""
+    return build_records(event, options)[0]
+
+
+def build_records(
+    event: LeadEvent, options: SalesforceOptions
+) -> tuple[dict[str, Any], dict[str, Any]]:
+    """(create, update) field values for `event`.
+
+    Fallback LastName and Company values exist only because Salesforce needs them to create
+    a record; an update leaves them out so they never overwrite the record's real values.
+    """
     mapping = options.mapping()
     record: dict[str, Any] = {}
     for sf_field, source in mapping.items():
@@ -170,6 +164,7 @@ def build_record(event: LeadEvent, options: SalesforceOptions) -> dict[str, Any]
         if value is not None:
             record[sf_field] = value
     lead = event.lead
+    update = dict(record)
     if mapping.get("LastName") is not None and not record.get("LastName"):
         first, last = fallback_names(lead)
         record["LastName"] = last or options.fallback_last_name
@@ -177,6 +172,11 @@ def build_record(event: LeadEvent, options: SalesforceOptions) -> dict[str, Any]
             record.pop("FirstName", None)  # a one-word name went to LastName
     if mapping.get("Company") is not None and not record.get("Company"):
         record["Company"] = fallback_company(lead) or options.fallback_company
+    return _finish(record, lead, options), _finish(update, lead, options)
+
+
+def _finish(record: dict[str, Any], lead: Lead, options: SalesforceOptions) -> dict[str, Any]:
+    """Email that fits, every standard text field cut to its length, the external id."""
     email = record.get("Email")
     if isinstance(email, str) and utf16_len(email) > FIELD_LENGTHS["Email"]:
         del record["Email"]

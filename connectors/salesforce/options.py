@@ -76,6 +76,19 @@ class SalesforceOptions(CrmOptions):
             raise ValueError(f"{value!r} is not a Salesforce API name")
         return value
 
+    @field_validator("object")
+    @classmethod
+    def _supported_object(cls, value: str) -> str:
+        # The default field map, the Company fallback, the IsConverted lookup and archiving
+        # (Status) are the Lead object's: on a Contact or an Account the call would fail
+        # with INVALID_FIELD for every record, so such a configuration is refused up front.
+        if value != "Lead":
+            raise ValueError(
+                f"object {value!r} is not supported: the connector writes Lead records only "
+                "(its fields, fallbacks and archiving are the Lead object's)"
+            )
+        return value
+
     @field_validator("api_version")
     @classmethod
     def _version(cls, value: str) -> str:

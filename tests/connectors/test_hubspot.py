@@ -985,3 +985,57 @@ def test_a_2xx_that_leaves_a_record_out_does_not_count_it_delivered(
         assert outcomes[0] == Delivered("created contact 501")
     else:
         assert isinstance(outcomes[0], Retryable)
+
+
+# -- what HubSpot accepts (issue 18) ------------------------------------------------------------
+
+
+def test_fake_refuses_a_property_value_over_65536_characters(
+    server: RunningServer, fake: FakeHubSpot
+) -> None:
+    """The fake holds the limit, so the cut below is proven against a refusing server."""
+    body = {
+        "inputs": [
+            {
+                "idProperty": "email",
+                "id": "long@example.com",
+                "properties": {"message": "x" * 65_537},
+                "objectWriteTraceId": "0",
+            }
+        ]
+    }
+    answer = requests.post(
+        server.base_url + UPSERT_PATH,
+        json=body,
+        headers={"Authorization": f"Bearer {TOKEN}"},
+        timeout=5,
+    )
+    assert answer.status_code == 207
+    [error] = answer.json()["errors"]
+    assert error["errors"][0]["code"] == "INVALID_LONG_STRING"
+    assert {"status", "category", "message", "errors", "context", "links"} <= set(error)
+
+
+@pytest.mark.parametrize("length", [5_000, 70_000])
+def test_long_bio_is_cut_to_hubspot_limit_without_splitting_a_character(
+    server: RunningServer, fake: FakeHubSpot, length: int
+) -> None:
+    hubspot = connector(server.base_url, properties={"bio": "message"})
+    # An emoji (two UTF-16 units) straddles the limit: it is dropped whole.
+    bio = "a" * 65_535 + "🚀" + "b" * max(0, length - 65_537) if length > 65_536 else "b" * length
+    [outcome] = hubspot.send([make_event(email="bio@example.com", bio=bio)])
+    assert isinstance(outcome, Delivered), outcome
+    [contact] = fake.contacts.values()
+    sent = contact["properties"]["message"]
+    assert sent == (bio if length <= 65_536 else "a" * 65_535)
+    hubspot.close()
+
+
+def test_emoji_only_name_is_not_a_first_name(crm: HubSpotConnector, fake: FakeHubSpot) -> None:
+    [outcome] = crm.send(
+        [make_event(email="rocket@example.com", full_name="🚀", first_name=None, last_name=None)]
+    )
+    assert isinstance(outcome, Delivered), outcome
+    [contact] = fake.contacts.values()
+    assert "firstname" not in contact["properties"]
+    assert "lastname" not in contact["properties"]

@@ -636,10 +636,13 @@ def test_preview_shows_the_task_after_the_lead(connect: Connect) -> None:
     assert record["Subject"] == "Starred a repository"
 
 
-def test_no_task_for_an_object_a_task_cannot_name(fake: FakeSalesforce, connect: Connect) -> None:
-    connector = connect(object="Account")
-
-    assert "then_log_task" not in connector.preview(star())
+@pytest.mark.parametrize("sobject", ["Contact", "Account"])
+def test_objects_other_than_lead_are_refused_at_config_time(
+    fake: FakeSalesforce, connect: Connect, sobject: str
+) -> None:
+    """Lead-only fields (Company, City, Website) would fail every record with INVALID_FIELD."""
+    with pytest.raises(ValidationError, match="writes Lead records only"):
+        connect(object=sobject)
 
 
 # -- lead.deleted ----------------------------------------------------------------------
@@ -1020,3 +1023,44 @@ def test_options_validation(options: dict[str, Any], message: str) -> None:
 
 def test_registry_resolves_the_connector() -> None:
     assert connector_class("salesforce") is SalesforceConnector
+
+
+# -- fallback values only on create (issue 18) ------------------------------------------------
+
+
+def test_update_by_email_never_sends_fallback_values(
+    fake: FakeSalesforce, connect: Connect
+) -> None:
+    existing = fake.seed_lead(LastName="Doe", Company="Real Co", Email="jane@example.com")
+    event = make_event(
+        type="lead.updated",
+        email="jane@example.com",
+        first_name=None,
+        last_name=None,
+        full_name=None,
+        company=None,
+        stage="qualified",
+    )
+    outcome = _only(connect(external_id_field=None).send([event]))
+    assert outcome == Delivered(f"updated Lead {existing}")
+    assert fake.leads[existing]["Company"] == "Real Co"
+    assert fake.leads[existing]["LastName"] == "Doe"
+    [update] = fake.data_calls("PATCH", "/composite/sobjects")
+    assert not {"Company", "LastName"} & set(update.body["records"][0])
+
+
+def test_upsert_sends_fallback_values_only_to_create(
+    fake: FakeSalesforce, connect: Connect
+) -> None:
+    connector = connect()
+    thin = {"first_name": None, "last_name": None, "full_name": None, "company": None}
+    created = _only(connector.send([make_event(email="new@example.com", **thin)]))
+    assert isinstance(created, Delivered), created
+    [lead] = fake.find("Email", "new@example.com")
+    assert (lead["LastName"], lead["Company"]) == ("new", "example.com")
+
+    fake.leads[lead["Id"]].update(LastName="Newton", Company="Real Co")
+    updated = _only(connector.send([make_event(email="new@example.com", **thin)]))
+    assert isinstance(updated, Delivered), updated
+    [lead] = fake.find("Email", "new@example.com")
+    assert (lead["LastName"], lead["Company"]) == ("Newton", "Real Co")

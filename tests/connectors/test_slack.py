@@ -9,9 +9,11 @@ from collections.abc import Iterator
 from typing import Any
 
 import pytest
+import requests
 from pydantic import ValidationError
 
-from leadrelay.connectors.slack import SlackConnector, SlackOptions, build_message, fit
+from leadrelay.connectors.slack import SlackConnector, SlackOptions
+from leadrelay.connectors.slack.message import build_message, fit
 from leadrelay.core.delivery.contract import (
     ConnectionCheckFailed,
     Delivered,
@@ -614,3 +616,61 @@ def test_check_connection_unreachable(fake: FakeSlack) -> None:
         with pytest.raises(ConnectionCheckFailed, match="cannot reach Slack") as caught:
             connector.check_connection()
         assert fake.webhook_secret not in str(caught.value)
+
+
+def post_message(server: RunningServer, fake: FakeSlack, body: dict[str, Any]) -> dict[str, Any]:
+    answer = requests.post(
+        f"{server.base_url}/api/chat.postMessage",
+        json=body,
+        headers={"Authorization": f"Bearer {fake.token}"},
+        timeout=5,
+    )
+    return dict(answer.json())
+
+
+# -- what Slack accepts (issue 18) --------------------------------------------------------------
+
+
+def test_every_mrkdwn_text_object_is_verbatim() -> None:
+    """Slack would otherwise auto-link `#channel` and `@name` look-alikes in lead text."""
+    event = make_event(
+        full_name="Jane #general @here",
+        bio="see #random and @jane",
+        location="@office",
+        activity=STAR,
+    )
+    message = build_message(event)
+    texts = [b["text"] for b in message["blocks"] if isinstance(b.get("text"), dict)]
+    texts += [f for b in message["blocks"] for f in b.get("fields", [])]
+    texts += [e for b in message["blocks"] for e in b.get("elements", [])]
+    mrkdwn = [t for t in texts if t["type"] == "mrkdwn"]
+    assert len(mrkdwn) >= 5
+    assert all(t["verbatim"] is True for t in mrkdwn)
+    assert all("emoji" not in t for t in mrkdwn)
+
+
+@pytest.mark.parametrize(
+    ("block", "pointer"),
+    [
+        ({"type": "section", "text": {"type": "mrkdwn", "text": "x", "emoji": True}}, "/emoji"),
+        ({"type": "section", "fields": []}, "/fields"),
+        ({"type": "section", "block_id": "b" * 256, "text": {"type": "mrkdwn", "text": "x"}},
+         "/block_id"),
+    ],
+)  # fmt: skip
+def test_fake_refuses_what_block_kit_refuses(
+    server: RunningServer, fake: FakeSlack, block: dict[str, Any], pointer: str
+) -> None:
+    answer = post_message(server, fake, {"channel": "C0LEADS01", "text": "t", "blocks": [block]})
+    assert answer["ok"] is False
+    assert answer["error"] == "invalid_blocks"
+    assert pointer in answer["errors"][0]
+
+
+def test_post_message_answer_is_the_spec_message_object(
+    server: RunningServer, fake: FakeSlack
+) -> None:
+    answer = post_message(server, fake, {"channel": "C0LEADS01", "text": "hello"})
+    assert answer["ok"] is True
+    assert set(answer["message"]) <= {"type", "user", "bot_id", "text", "ts", "blocks"}
+    assert {"type", "text", "ts"} <= set(answer["message"])

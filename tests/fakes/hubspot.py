@@ -55,11 +55,18 @@ DEFAULT_CONTACT_PROPERTIES = (
     "hs_linkedin_url",
     "lifecyclestage",
     "hs_lead_status",
+    "message",
 )
+# HubSpot refuses a property value longer than this (characters, counted as JavaScript does).
+PROPERTY_VALUE_LIMIT = 65_536
 NOTE_PROPERTIES = ("hs_note_body", "hs_timestamp", "hubspot_owner_id", "hs_attachment_ids")
 NOTE_TO_CONTACT = 202
 BATCH_LIMIT = 100
-_EMAIL = re.compile(r"^[^@\s]+@[^@\s]+\.[A-Za-z]{2,}$")
+# HubSpot's INVALID_EMAIL: dot-atom local part (at most 64) and a domain of non-empty labels.
+_EMAIL = re.compile(
+    r"^(?=[^@]{1,64}@)[A-Za-z0-9!#$%&'*+/=?^_`{|}~-]+(?:\.[A-Za-z0-9!#$%&'*+/=?^_`{|}~-]+)*"
+    r"@(?:[A-Za-z0-9](?:[A-Za-z0-9-]*[A-Za-z0-9])?\.)+[A-Za-z]{2,}$"
+)
 
 
 @dataclass(frozen=True)
@@ -367,13 +374,23 @@ class FakeHubSpot:
                 )
             elif not isinstance(value, str):
                 invalid.append(_invalid(name, f"{value!r} is not a valid string", "INVALID_STRING"))
+            elif len(value.encode("utf-16-le")) // 2 > PROPERTY_VALUE_LIMIT:
+                # fake text: the limit is documented, the wording of the refusal is not
+                invalid.append(
+                    _invalid(
+                        name,
+                        f"{name} is longer than {PROPERTY_VALUE_LIMIT} characters",
+                        "INVALID_LONG_STRING",
+                    )
+                )
         email = properties.get("email") or (item["id"] if id_property == "email" else None)
         if email is not None and not _EMAIL.match(str(email)):
             invalid.append(_invalid("email", f"Email address {email} is invalid", "INVALID_EMAIL"))
         if invalid:
-            return _error(
+            problem = _error(
                 "Property values were not valid: " + json.dumps(invalid), "VALIDATION_ERROR"
             )
+            return {**problem, "invalid": invalid}
         target = self._find(id_property, item["id"])
         for name in self.unique_properties - {"email"}:
             value = properties.get(name) or (item["id"] if id_property == name else None)
@@ -489,16 +506,13 @@ class FakeHubSpot:
             problems = [problem_of(item) for item in inputs]
             traced = all(item.get("objectWriteTraceId") for item in inputs)
             if any(problems) and not (self.multi_status and traced):
-                raise _Refusal(400, next(p for p in problems if p))
+                first = next(p for p in problems if p)
+                raise _Refusal(400, {k: v for k, v in first.items() if k != "invalid"})
             started = _now()
             results, errors = [], []
             for item, problem in zip(inputs, problems, strict=True):
                 if problem:
-                    problem = dict(
-                        problem, context={"objectWriteTraceId": [item["objectWriteTraceId"]]}
-                    )
-                    problem.pop("correlationId", None)
-                    errors.append(problem)
+                    errors.append(_standard_error(problem, item["objectWriteTraceId"]))
                 else:
                     results.append(apply(item))
         return _batch_answer(status, results, errors, started)
@@ -515,9 +529,10 @@ class FakeHubSpot:
         if "hs_timestamp" not in properties:
             invalid.append(_invalid("hs_timestamp", "hs_timestamp is required", "REQUIRED"))
         if invalid:
-            return _error(
+            problem = _error(
                 "Property values were not valid: " + json.dumps(invalid), "VALIDATION_ERROR"
             )
+            return {**problem, "invalid": invalid}
         for association in item.get("associations") or []:
             to_id = str((association.get("to") or {}).get("id"))
             types = association.get("types") or []
@@ -566,6 +581,23 @@ def _error(message: str, category: str) -> dict[str, Any]:
         "message": message,
         "correlationId": str(uuid.uuid4()),
         "category": category,
+    }
+
+
+def _standard_error(problem: dict[str, Any], trace_id: str) -> dict[str, Any]:
+    """One `errors[]` entry of a 207: the spec's StandardError (all its required keys)."""
+    details = [
+        {"message": item["message"], "code": item["error"], "context": {"propertyName": [name]}}
+        for item in problem.get("invalid", [])
+        for name in [item["name"]]
+    ]
+    return {
+        "status": "error",
+        "category": problem["category"],
+        "message": problem["message"],
+        "errors": details,
+        "context": {"objectWriteTraceId": [trace_id]},
+        "links": {},
     }
 
 

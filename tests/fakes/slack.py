@@ -41,6 +41,9 @@ MAX_FIELDS = 10
 MAX_FIELD_TEXT = 2000
 MAX_CONTEXT_ELEMENTS = 10
 MAX_MESSAGE_TEXT = 40_000
+MAX_BLOCK_ID = 255
+BOT_ID = "B0FAKEBOT1"
+BOT_USER_ID = "U0FAKEBOT1"
 
 _WEBHOOK_STATUS = {
     "invalid_payload": 400,
@@ -344,8 +347,17 @@ class FakeSlack:
                 answer["response_metadata"] = {"messages": [f"[ERROR] {detail}"]}
             return self._api(answer)
         message = self._store(channel.id, params)
+        # The answer's message is the spec's message object: what Slack stored, nothing else.
+        posted = {
+            "type": "message",
+            "user": BOT_USER_ID,
+            "bot_id": BOT_ID,
+            "text": message["text"],
+            "ts": message["ts"],
+            "blocks": message["blocks"],
+        }
         return self._api(
-            {"ok": True, "channel": channel.id, "ts": message["ts"], "message": message}
+            {"ok": True, "channel": channel.id, "ts": message["ts"], "message": posted}
         )
 
     def _store(self, channel_id: str, payload: dict[str, Any]) -> dict[str, Any]:
@@ -364,13 +376,26 @@ def _plain(body: str, status: int) -> Response:
     return Response(body, status=status, mimetype="text/plain")
 
 
+# Keys a text object may carry, by type (Block Kit reference, "Text object").
+_TEXT_OBJECT_KEYS = {
+    "plain_text": {"type", "text", "emoji"},
+    "mrkdwn": {"type", "text", "verbatim"},
+}
+
+
 def _text_problem(obj: Any, pointer: str, limit: int, kind: str | None = None) -> str | None:
     if not isinstance(obj, dict) or not isinstance(obj.get("text"), str):
         return f"must provide an object [json-pointer:{pointer}]"
     if kind is not None and obj.get("type") != kind:
         return f"must be a {kind} text object [json-pointer:{pointer}/type]"
-    if obj.get("type") not in ("plain_text", "mrkdwn"):
+    if obj.get("type") not in _TEXT_OBJECT_KEYS:
         return f"must be a valid enum value [json-pointer:{pointer}/type]"
+    extra = sorted(set(obj) - _TEXT_OBJECT_KEYS[obj["type"]])
+    if extra:
+        return f"unsupported attribute {extra[0]!r} [json-pointer:{pointer}/{extra[0]}]"
+    for flag in ("emoji", "verbatim"):
+        if flag in obj and not isinstance(obj[flag], bool):
+            return f"must be a boolean [json-pointer:{pointer}/{flag}]"
     text = obj["text"]
     if not text:
         return f"must be more than 0 characters [json-pointer:{pointer}/text]"
@@ -383,6 +408,9 @@ def _block_problem(block: Any, pointer: str) -> str | None:
     if not isinstance(block, dict):
         return f"must provide an object [json-pointer:{pointer}]"
     kind = block.get("type")
+    block_id = block.get("block_id")
+    if block_id is not None and (not isinstance(block_id, str) or len(block_id) > MAX_BLOCK_ID):
+        return f"must be less than {MAX_BLOCK_ID + 1} characters [json-pointer:{pointer}/block_id]"
     if kind == "header":
         return _text_problem(block.get("text"), f"{pointer}/text", MAX_HEADER, "plain_text")
     if kind == "divider":
@@ -397,6 +425,8 @@ def _block_problem(block: Any, pointer: str) -> str | None:
         fields = block.get("fields", [])
         if not isinstance(fields, list) or len(fields) > MAX_FIELDS:
             return f"must provide no more than {MAX_FIELDS} items [json-pointer:{pointer}/fields]"
+        if "fields" in block and not fields:
+            return f"must provide at least 1 item [json-pointer:{pointer}/fields]"
         for i, item in enumerate(fields):
             problem = _text_problem(item, f"{pointer}/fields/{i}", MAX_FIELD_TEXT)
             if problem:

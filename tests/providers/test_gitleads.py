@@ -141,6 +141,15 @@ def test_invalid_email_is_kept_in_extra_not_used() -> None:
     assert lead.key == "github:jdoe"
 
 
+@pytest.mark.parametrize("email", ["dotty..dots@example..com", "a" * 70 + "@example.com"])
+def test_malformed_email_is_no_identity(email: str) -> None:
+    payload = doc_sample()
+    payload["data"]["email"] = email
+    lead = parse_event(PROVIDER, payload).lead
+    assert (lead.email, lead.extra["invalid_email"]) == (None, email)
+    assert lead.key == "github:jdoe"
+
+
 def test_email_key_is_lower_cased_but_email_kept_as_sent() -> None:
     payload = doc_sample()
     payload["data"]["email"] = "  Jane.Doe@Example.COM "

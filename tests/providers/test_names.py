@@ -29,7 +29,22 @@ from leadrelay.core.ingest.providers.names import NameParts, combine_names, spli
         ("山田 太郎", None, None, "山田 太郎"),
         ("김민준", None, None, "김민준"),
         ("สมชาย ใจดี", None, None, "สมชาย ใจดี"),
-        ("Jane 🚀 Doe", "Jane 🚀", "Doe", "Jane 🚀 Doe"),
+        # Words without a letter (emoji, flags, symbols) are not name parts; full_name
+        # stays as sent.
+        ("Jane 🚀 Doe", "Jane", "Doe", "Jane 🚀 Doe"),
+        ("José Müller 🚀", "José", "Müller", "José Müller 🚀"),
+        ("Ana de la Cruz 🇲🇽", "Ana", "de la Cruz", "Ana de la Cruz 🇲🇽"),
+        ("🚀", None, None, "🚀"),
+        ("🚀 ✨ 123", None, None, "🚀 ✨ 123"),
+        ("Jane ★", "Jane", None, "Jane ★"),
+        ("O'Brien, Conan", "Conan", "O'Brien", "O'Brien, Conan"),
+        ("Doe, Jane 🚀", "Jane", "Doe", "Doe, Jane 🚀"),
+        ("🚀, Jane", "Jane", None, "🚀, Jane"),
+        ("李小龙", None, None, "李小龙"),
+        # A leading title is not a first name; a trailing degree stays with the last name.
+        ("Dr. Jane Smith, PhD", "Jane", "Smith PhD", "Dr. Jane Smith, PhD"),
+        ("Prof Ada Lovelace", "Ada", "Lovelace", "Prof Ada Lovelace"),
+        ("Dr.", "Dr.", None, "Dr."),
     ],
 )
 def test_split_name(name: str, first: str | None, last: str | None, full: str) -> None:

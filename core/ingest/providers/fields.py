@@ -9,8 +9,8 @@ Policy (the same for every provider):
   the event is quarantined raw and can be replayed after a fix instead of half-read.
 - A number field (a score) accepts numeric strings ("45"); text that is not a finite
   number is a ShapeError rather than a silently dropped value.
-- Emails are checked loosely (`is_plausible_email`); an implausible one is not used as
-  the lead's email but kept in `extra["invalid_email"]`.
+- Emails are validated (`is_valid_email`, syntax only); an invalid one is not used as the
+  lead's email (nor its key) but kept in `extra["invalid_email"]`.
 - Strings are kept at full length: connectors cut them to their destinations' limits.
 - Timestamps become timezone-aware datetimes (naive ones are taken as UTC); one that
   cannot be parsed reads as None (the original stays in the event's `raw`).
@@ -23,6 +23,8 @@ import math
 from collections.abc import Mapping, Sequence
 from datetime import UTC, datetime
 from typing import Any
+
+from email_validator import EmailNotValidError, validate_email
 
 from leadrelay.core.ingest.providers.base import (
     Ignored,
@@ -161,23 +163,25 @@ def _from_epoch(value: float) -> datetime | None:
         return None
 
 
-def is_plausible_email(candidate: str) -> bool:
-    """Loose check: one @, something before it, a dot inside the domain, no spaces.
+def is_valid_email(candidate: str) -> bool:
+    """Whether `candidate` is an address a CRM takes as an email (syntax only, no DNS).
 
-    Deliberately loose (real validation is the destination's job); it only keeps obvious
-    non-addresses such as "[email protected]" out of `Lead.email`.
+    RFC 5321 lengths (local part 64, address 254) and RFC 5322 dot-atoms: no empty labels
+    or consecutive dots, no quoted local parts. HubSpot and Salesforce refuse such addresses
+    (INVALID_EMAIL), and as an upsert id one costs a whole batch.
     """
-    if candidate.count("@") != 1 or any(char.isspace() for char in candidate):
+    try:
+        validate_email(candidate, check_deliverability=False, strict=True)
+    except EmailNotValidError:
         return False
-    local, domain = candidate.split("@")
-    return bool(local) and "." in domain.strip(".") and not domain.startswith(".")
+    return True
 
 
 def email_and_extra(candidate: str | None, extra: dict[str, Any]) -> str | None:
-    """The email to use, or None; an implausible one is kept in extra["invalid_email"]."""
+    """The email to use, or None; an invalid one is kept in extra["invalid_email"]."""
     if candidate is None:
         return None
-    if is_plausible_email(candidate):
+    if is_valid_email(candidate):
         return candidate
     extra["invalid_email"] = candidate
     return None

@@ -10,7 +10,10 @@ Decisions (names are messy; these rules aim to be unsurprising, not clever):
   ...; matched case-insensitively) belong to the last name: "Ludwig van Beethoven" is
   Ludwig / van Beethoven. The first word is never taken as a particle, so "Van Morrison"
   stays Van / Morrison.
-- Generational or degree suffixes ("Jr.", "III", "PhD") stay with the last name.
+- Generational or degree suffixes ("Jr.", "III", "PhD") stay with the last name; a
+  leading title ("Dr.", "Prof") followed by a name is not part of the first name.
+- Words without a letter (emoji, flags, symbols, digits) are not name parts: "José
+  Müller 🚀" is José / Müller, and "🚀" alone has no first or last name.
 - "Doe, Jane" (exactly one comma, not before a suffix) is last-name-first.
 - Names written in scripts that do not separate or order names the Western way (Han,
   Kana, Hangul, Thai, ...) are not split at all: only `full_name` is set.
@@ -32,6 +35,9 @@ NAME_PARTICLES = frozenset(
 )  # fmt: skip
 NAME_SUFFIXES = frozenset(
     {"jr", "jr.", "sr", "sr.", "ii", "iii", "iv", "v", "phd", "ph.d.", "md", "m.d.", "esq."}
+)
+NAME_TITLES = frozenset(
+    {"dr", "dr.", "mr", "mr.", "mrs", "mrs.", "ms", "ms.", "mx", "mx.", "prof", "prof."}
 )
 # Unicode character-name prefixes of scripts whose names are not "given family" words.
 _UNSPLIT_SCRIPTS = (
@@ -64,7 +70,14 @@ def _is_unsplit_script(text: str) -> bool:
     return False
 
 
+def _name_words(text: str) -> list[str]:
+    """The words of `text` that can be name parts: those with at least one letter."""
+    return [word for word in text.split() if any(char.isalpha() for char in word)]
+
+
 def _split_words(words: list[str]) -> tuple[str | None, str | None]:
+    if len(words) > 1 and words[0].lower() in NAME_TITLES:
+        words = words[1:]
     if not words:
         return None, None
     if len(words) == 1:
@@ -88,14 +101,13 @@ def split_name(name: str | None) -> NameParts:
     if _is_unsplit_script(full_name):
         return NameParts(None, None, full_name)
     if full_name.count(",") == 1:
-        before, after = (part.strip() for part in full_name.split(","))
-        after_words = after.split()
-        is_suffix = bool(after_words) and all(w.lower() in NAME_SUFFIXES for w in after_words)
+        before, after = (_name_words(part) for part in full_name.split(","))
+        is_suffix = bool(after) and all(w.lower() in NAME_SUFFIXES for w in after)
         if before and after and not is_suffix:
-            return NameParts(after, before, full_name)
-        full_words = [*before.split(), *after_words]
+            return NameParts(" ".join(after), " ".join(before), full_name)
+        full_words = [*before, *after]
     else:
-        full_words = full_name.split()
+        full_words = _name_words(full_name)
     first_name, last_name = _split_words(full_words)
     return NameParts(first_name, last_name, full_name)
 
