@@ -11,8 +11,10 @@ Durability rules this module keeps:
 
 from __future__ import annotations
 
+import contextlib
 import json
 import logging
+import os
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager, nullcontext
 from dataclasses import dataclass
@@ -33,6 +35,7 @@ from sqlalchemy import (
     event,
     func,
     insert,
+    make_url,
     or_,
     select,
     text,
@@ -140,6 +143,7 @@ class DeliveryFilter:
     source: str | None = None
     connector: str | None = None
     event_id: str | None = None
+    delivery_id: int | None = None
     since: datetime | None = None
     until: datetime | None = None
     limit: int = 100
@@ -148,7 +152,17 @@ class DeliveryFilter:
 # -- engine -------------------------------------------------------------------------------
 
 
+def _create_private(path: str | None) -> None:
+    """Create the SQLite file owner-only (0600) before SQLite creates it with the umask's
+    mode: it holds lead data. SQLite gives its -wal and -shm files the same mode."""
+    if not path or path == ":memory:" or path.startswith("file:"):
+        return
+    with contextlib.suppress(FileExistsError, FileNotFoundError, PermissionError):
+        os.close(os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC, 0o600))
+
+
 def _sqlite_engine(url: str) -> Engine:
+    _create_private(make_url(url).database)
     engine = create_engine(
         url,
         connect_args={"timeout": SQLITE_BUSY_TIMEOUT_S, "check_same_thread": False},
@@ -638,6 +652,8 @@ class Store:
             query = query.where(deliveries.c.connector == f.connector)
         if f.event_id:
             query = query.where(deliveries.c.event_id == f.event_id)
+        if f.delivery_id is not None:
+            query = query.where(deliveries.c.id == f.delivery_id)
         if f.since:
             query = query.where(deliveries.c.created_at >= f.since)
         if f.until:
@@ -713,6 +729,69 @@ class Store:
         if result.rowcount:
             self._wake_workers()
         return result.rowcount
+
+    def accepted_without_delivery(
+        self,
+        connector: str,
+        *,
+        since: datetime | None = None,
+        source: str | None = None,
+        event_type: str | None = None,
+    ) -> list[LeadEvent]:
+        """Stored accepted events with no delivery to `connector`, in received order."""
+        has_one = select(deliveries.c.event_id).where(deliveries.c.connector == connector)
+        query = select(events.c.normalized, events.c.body).where(
+            events.c.status == "accepted",
+            events.c.normalized.is_not(None),
+            events.c.event_id.not_in(has_one),
+        )
+        if since:
+            query = query.where(events.c.received_at >= since)
+        if source:
+            query = query.where(events.c.source == source)
+        if event_type:
+            query = query.where(events.c.type == event_type)
+        query = query.order_by(events.c.received_at, events.c.event_id)
+        with self._read() as conn:
+            return [load_lead_event(row.normalized, row.body) for row in conn.execute(query)]
+
+    def add_deliveries(self, connector: str, event_ids: Sequence[str]) -> int:
+        """Queue `connector` deliveries for events that have none, due now, in the given order."""
+        if not event_ids:
+            return 0
+        now = utcnow()
+        with self._write() as conn:
+            wanted = list(dict.fromkeys(event_ids))
+            existing: set[str] = set()
+            for start in range(0, len(wanted), 500):
+                existing.update(
+                    conn.execute(
+                        select(deliveries.c.event_id).where(
+                            deliveries.c.connector == connector,
+                            deliveries.c.event_id.in_(wanted[start : start + 500]),
+                        )
+                    ).scalars()
+                )
+            rows = [
+                {
+                    "event_id": event_id,
+                    "connector": connector,
+                    "status": "pending",
+                    "attempts": 0,
+                    "next_attempt_at": now,
+                    "created_at": now,
+                    "updated_at": now,
+                }
+                for event_id in wanted
+                if event_id not in existing
+            ]
+            for start in range(0, len(rows), 500):
+                conn.execute(insert(deliveries), rows[start : start + 500])
+            if rows and self.dialect == "postgresql":
+                conn.execute(text("SELECT pg_notify(:channel, '')"), {"channel": NOTIFY_CHANNEL})
+        if rows:
+            self._wake_workers()
+        return len(rows)
 
     def resolve_quarantined(self, event_id: str, record: IncomingEvent) -> IngestResult:
         """Replace a quarantined event by what the current code makes of it.
