@@ -272,7 +272,7 @@ def validate(config_path: str | None, check_connections: bool) -> None:
         click.echo(f"store {config.masked_store_url()}: {state.describe()}")
     except StoreProblem as exc:
         failed = True
-        click.echo(f"FAILED: {exc}")
+        click.echo(f"error: {exc}")
     if check_connections:
         failed = _check_connections(config) or failed
     if failed:

@@ -73,6 +73,14 @@ def is_loopback(host: str) -> bool:
         return False  # a host name or 0.0.0.0-style wildcard: assume reachable
 
 
+def bind_host(bind: str) -> str:
+    """The host of a gunicorn bind (`0.0.0.0:8000`, `[::1]:8000`); a unix socket is local."""
+    if bind.startswith("unix:"):
+        return "localhost"
+    host, _, _port = bind.rpartition(":")
+    return host or bind
+
+
 class PublishedSecretRefused(Exception):
     """A publicly known secret on a reachable address: the process must not start."""
 

@@ -65,9 +65,10 @@ def open_existing(url: str, masked: str) -> tuple[Store, SchemaState]:
     """The store at `url` as it is, never created; raises StoreProblem saying what to do."""
     database = sqlite_file(url)
     if database is not None and not database.exists():
+        folder = "" if database.parent.is_dir() else f" (nor its folder {database.parent})"
         raise StoreProblem(
-            f"no database at {database}: run `connectors migrate` (or `connectors serve`) "
-            "with this config first, or check `store:` in the config"
+            f"no database at {database}{folder}: run `connectors migrate` (or `connectors "
+            "serve`) with this config first, or check `store:` in the config"
         )
     store = Store(url)
     try:
