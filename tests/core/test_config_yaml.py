@@ -49,10 +49,12 @@ def test_every_duplicate_is_reported_at_once(tmp_path: Path) -> None:
     with pytest.raises(ConfigErrors) as caught:
         load_config(write(tmp_path, text), env={})
 
-    assert sorted(e.problem.split(" on ")[0] for e in caught.value.errors) == [
-        "line 7, column 3: duplicate key 'archive'",
-        "line 9, column 5: duplicate key 'path'",
-    ]
+    assert {e.problem for e in caught.value.errors} == {
+        "line 7, column 3: duplicate key 'archive' on lines 4 and 7"
+        " (the second would silently replace the first)",
+        "line 10, column 5: duplicate key 'path' on lines 9 and 10"
+        " (the second would silently replace the first)",
+    }
 
 
 def test_merge_keys_are_not_duplicates(tmp_path: Path) -> None:
