@@ -261,6 +261,8 @@ def _store_url(file: str, url: Any, base_dir: Path | None) -> tuple[Any, list[Co
             return "postgresql+psycopg://" + url.removeprefix(alias), []
     if url.startswith("postgresql+psycopg://"):
         return url, []
+    if url == "sqlite://":  # in memory
+        return url, []
     if url.startswith("sqlite:///"):
         database = url.removeprefix("sqlite:///")
         if database in ("", ":memory:") or database.startswith("file:"):
