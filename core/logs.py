@@ -31,6 +31,28 @@ class JsonFormatter(logging.Formatter):
         return json.dumps(line, default=str, ensure_ascii=False)
 
 
+class PlainFormatter(logging.Formatter):
+    """`--plain-logs`: time, level, logger, message, then the structured fields as
+    `key=value`, so a human sees the URL, the event and connector, or a 401's reason."""
+
+    def __init__(self) -> None:
+        super().__init__("%(asctime)s %(levelname)s %(name)s: %(message)s")
+
+    def format(self, record: logging.LogRecord) -> str:
+        line = super().format(record)
+        fields = getattr(record, "fields", None)
+        if isinstance(fields, dict) and fields:
+            line += " " + " ".join(f"{k}={_plain(v)}" for k, v in fields.items() if v is not None)
+        return line
+
+
+def _plain(value: Any) -> str:
+    if isinstance(value, list | tuple):
+        return ",".join(str(v) for v in value)
+    text = str(value)
+    return json.dumps(text, ensure_ascii=False) if " " in text or '"' in text or not text else text
+
+
 class LineHandler(logging.StreamHandler):  # type: ignore[type-arg]
     """Formats each record outside the handler lock, then writes the line in one go.
 
@@ -65,7 +87,7 @@ def configure(level: str = "INFO", json_lines: bool = True) -> None:
     if json_lines:
         handler.setFormatter(JsonFormatter())
     else:
-        handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s"))
+        handler.setFormatter(PlainFormatter())
     root = logging.getLogger()
     root.handlers[:] = [handler]
     root.setLevel(level.upper())

@@ -39,11 +39,21 @@ _RUN_WORKER = os.environ.get("LEADRELAY_WORKER", "1") not in ("0", "false", "no"
 
 
 def on_starting(server):
-    # The schema migrated once, before forking.
+    # Refuse a demo secret on a reachable address, then migrate once, before forking.
+    import sys
+
     from leadrelay.core.app.config import load_config
+    from leadrelay.core.app.safety import PublishedSecretRefused, bind_host, startup_warnings
     from leadrelay.core.store.store import Store
 
-    store = Store(load_config().store)
+    config = load_config()
+    try:
+        for warning in startup_warnings(config, bind_host(_options["bind"])):
+            print(f"WARNING: {warning}", file=sys.stderr, flush=True)
+    except PublishedSecretRefused as exc:
+        print(f"error: {exc}", file=sys.stderr, flush=True)
+        sys.exit(1)
+    store = Store(config.store)
     store.migrate()
     store.close()
 

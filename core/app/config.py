@@ -8,11 +8,12 @@ from __future__ import annotations
 
 import os
 import re
+import typing
+from collections.abc import Sequence
 from datetime import timedelta
 from pathlib import Path
 from typing import Any
 
-import yaml
 from pydantic import (
     BaseModel,
     ConfigDict,
@@ -22,6 +23,7 @@ from pydantic import (
     model_validator,
 )
 
+from leadrelay.core.app.config_yaml import YamlProblems, read_yaml
 from leadrelay.core.delivery.contract import ConnectorOptions
 from leadrelay.core.delivery.policy import DeliveryPolicy
 from leadrelay.core.delivery.registry import UnknownConnectorType, connector_class
@@ -43,6 +45,27 @@ class ConfigError(Exception):
         super().__init__(f"{where}: {problem}")
 
 
+class ConfigErrors(ConfigError):
+    """Several problems, reported together so one run shows everything to fix.
+
+    `file`, `key_path` and `problem` are the first problem's; `errors` holds them all.
+    """
+
+    def __init__(self, errors: Sequence[ConfigError]) -> None:
+        first = errors[0]
+        super().__init__(first.file, first.key_path, first.problem)
+        self.errors = list(errors)
+        lines = "\n".join(f"  {e}" for e in self.errors)
+        self.args = (f"{first.file}: {len(self.errors)} problems:\n{lines}",)
+
+
+def _raise_all(errors: Sequence[ConfigError]) -> None:
+    if len(errors) == 1:
+        raise errors[0]
+    if errors:
+        raise ConfigErrors(errors)
+
+
 # -- models -------------------------------------------------------------------------------
 
 _NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$")
@@ -61,6 +84,8 @@ class Config(_Strict):
     dedup_retention: Duration = Field(default=timedelta(days=365))
     server: ServerConfig = Field(default_factory=ServerConfig)
     path: str = Field(default="<memory>", exclude=True)
+    # Key path -> the environment variable that was unset, so its `:-default` applied.
+    defaults_used: dict[str, str] = Field(default_factory=dict, exclude=True)
 
     @field_validator("sources", "connectors")
     @classmethod
@@ -74,22 +99,25 @@ class Config(_Strict):
 
     @model_validator(mode="after")
     def _references_exist(self) -> Config:
+        errors: list[ConfigError] = []
         for name, options in self.connectors.items():
+            key = f"connectors.{name}"
             if options.on_dead is not None and options.on_dead not in self.connectors:
-                raise ConfigError(
-                    self.path,
-                    f"connectors.{name}.on_dead",
-                    f"no connector named {options.on_dead!r}",
+                errors.append(
+                    ConfigError(
+                        self.path, f"{key}.on_dead", f"no connector named {options.on_dead!r}"
+                    )
                 )
             if options.on_dead == name:
-                raise ConfigError(
-                    self.path, f"connectors.{name}.on_dead", "a connector cannot notify itself"
+                errors.append(
+                    ConfigError(self.path, f"{key}.on_dead", "a connector cannot notify itself")
                 )
             for source in options.sources or ():
                 if source not in self.sources:
-                    raise ConfigError(
-                        self.path, f"connectors.{name}.sources", f"no source named {source!r}"
+                    errors.append(
+                        ConfigError(self.path, f"{key}.sources", f"no source named {source!r}")
                     )
+        _raise_all(errors)
         return self
 
     def masked_store_url(self) -> str:
@@ -101,30 +129,40 @@ class Config(_Strict):
 _VAR = re.compile(r"\$\{([A-Za-z_][A-Za-z0-9_]*)(?::-(.*?))?\}")
 
 
-def _interpolate(node: Any, path: str, file: str, env: dict[str, str]) -> Any:
-    if isinstance(node, dict):
-        return {
-            k: _interpolate(v, f"{path}.{k}" if path else str(k), file, env)
-            for k, v in node.items()
-        }
-    if isinstance(node, list):
-        return [_interpolate(v, f"{path}[{i}]", file, env) for i, v in enumerate(node)]
-    if not isinstance(node, str):
-        return node
+class _Interpolation:
+    """`${VAR}` and `${VAR:-default}` substitution, remembering which defaults were used."""
 
-    def substitute(match: re.Match[str]) -> str:
-        name, default = match.group(1), match.group(2)
-        if name in env:
-            return env[name]
-        if default is not None:
-            return default
-        raise ConfigError(
-            file,
-            path,
-            f"environment variable {name} is not set (or give a default: ${{{name}:-…}})",
-        )
+    def __init__(self, file: str, env: dict[str, str]) -> None:
+        self.file = file
+        self.env = env
+        self.errors: list[ConfigError] = []
+        self.defaults_used: dict[str, str] = {}  # key path -> variable left unset
 
-    return _VAR.sub(substitute, node)
+    def apply(self, node: Any, path: str = "") -> Any:
+        if isinstance(node, dict):
+            return {k: self.apply(v, f"{path}.{k}" if path else str(k)) for k, v in node.items()}
+        if isinstance(node, list):
+            return [self.apply(v, f"{path}[{i}]") for i, v in enumerate(node)]
+        if not isinstance(node, str):
+            return node
+
+        def substitute(match: re.Match[str]) -> str:
+            name, default = match.group(1), match.group(2)
+            if name in self.env:
+                return self.env[name]
+            if default is not None:
+                self.defaults_used[path] = name
+                return default
+            self.errors.append(
+                ConfigError(
+                    self.file,
+                    path,
+                    f"environment variable {name} is not set (or give a default: ${{{name}:-…}})",
+                )
+            )
+            return ""
+
+        return _VAR.sub(substitute, node)
 
 
 def _key_path(loc: tuple[int | str, ...]) -> str:
@@ -134,59 +172,159 @@ def _key_path(loc: tuple[int | str, ...]) -> str:
     return out
 
 
-def _first_error(file: str, prefix: str, exc: ValidationError) -> ConfigError:
-    err = exc.errors(include_url=False, include_input=False)[0]
-    loc = tuple(p for p in err["loc"] if not (isinstance(p, str) and p.startswith("function-")))
-    path = ".".join(p for p in (prefix, _key_path(loc)) if p)
-    message = err["msg"]
-    if err["type"] == "extra_forbidden":
-        message = "unknown key (check the spelling; see the YAML reference in README.md)"
-    elif err["type"] == "missing":
-        message = "required key is missing"
-    return ConfigError(file, path, message)
+def _validation_errors(file: str, prefix: str, exc: ValidationError) -> list[ConfigError]:
+    found: list[ConfigError] = []
+    for err in exc.errors(include_url=False, include_input=False):
+        loc = tuple(p for p in err["loc"] if not (isinstance(p, str) and p.startswith("function-")))
+        path = ".".join(p for p in (prefix, _key_path(loc)) if p)
+        message = err["msg"]
+        if err["type"] == "extra_forbidden":
+            message = "unknown key (check the spelling; see the YAML reference in README.md)"
+        elif err["type"] == "missing":
+            message = "required key is missing"
+        found.append(ConfigError(file, path, message))
+    return found
 
 
-def _build_connectors(file: str, raw: Any) -> dict[str, ConnectorOptions]:
+def _path_fields(model: type[BaseModel]) -> set[str]:
+    """Fields typed as a filesystem path (`Path`, `FilePath`, optional or not)."""
+
+    def is_path(annotation: Any) -> bool:
+        if isinstance(annotation, type) and issubclass(annotation, Path):
+            return True
+        return any(is_path(arg) for arg in typing.get_args(annotation))
+
+    return {name for name, f in model.model_fields.items() if is_path(f.annotation)}
+
+
+def _resolve(value: Any, base_dir: Path | None) -> Any:
+    """A relative path is relative to the config file's folder, not the current directory."""
+    if base_dir is None or not isinstance(value, str) or not value:
+        return value
+    path = Path(value).expanduser()
+    return value if path.is_absolute() else str(base_dir / path)
+
+
+def _build_connectors(
+    file: str, raw: Any, base_dir: Path | None
+) -> tuple[dict[str, ConnectorOptions], list[ConfigError]]:
     if raw is None:
-        return {}
+        return {}, []
     if not isinstance(raw, dict):
-        raise ConfigError(file, "connectors", "must be a mapping of connector name to options")
+        return {}, [
+            ConfigError(file, "connectors", "must be a mapping of connector name to options")
+        ]
     built: dict[str, ConnectorOptions] = {}
+    errors: list[ConfigError] = []
     for name, options in raw.items():
         path = f"connectors.{name}"
         if not isinstance(options, dict):
-            raise ConfigError(file, path, "must be a mapping of options")
+            errors.append(ConfigError(file, path, "must be a mapping of options"))
+            continue
         type_name = options.get("type")
         if not type_name:
-            raise ConfigError(file, f"{path}.type", "required key is missing")
+            errors.append(ConfigError(file, f"{path}.type", "required key is missing"))
+            continue
         try:
             cls = connector_class(str(type_name))
         except UnknownConnectorType as exc:
-            raise ConfigError(file, f"{path}.type", str(exc)) from None
+            errors.append(ConfigError(file, f"{path}.type", str(exc)))
+            continue
         except ImportError as exc:
             # A known type whose module or SDK is missing: a config answer, not a traceback.
-            raise ConfigError(
-                file, f"{path}.type", f"connector type {type_name!r} cannot be loaded: {exc}"
-            ) from None
+            errors.append(
+                ConfigError(
+                    file, f"{path}.type", f"connector type {type_name!r} cannot be loaded: {exc}"
+                )
+            )
+            continue
+        paths = _path_fields(cls.options_model)
+        options = {k: _resolve(v, base_dir) if k in paths else v for k, v in options.items()}
         try:
             built[str(name)] = cls.options_model.model_validate(options)
         except ValidationError as exc:
-            raise _first_error(file, path, exc) from None
-    return built
+            errors += _validation_errors(file, path, exc)
+    return built, errors
 
 
-def parse_config(data: Any, file: str = "<memory>", env: dict[str, str] | None = None) -> Config:
-    """Validate an already-loaded YAML document."""
+# What `store:` accepts. Hosting providers hand out postgres:// and postgresql:// URLs;
+# both mean PostgreSQL through psycopg 3, the driver leadrelay ships with.
+_POSTGRES_ALIASES = ("postgres://", "postgresql://")
+SUPPORTED_STORES = "sqlite:///PATH, postgresql+psycopg://… (also postgres:// or postgresql://)"
+
+
+def _store_url(file: str, url: Any, base_dir: Path | None) -> tuple[Any, list[ConfigError]]:
+    if not isinstance(url, str):
+        return url, []  # the model reports the type
+    for alias in _POSTGRES_ALIASES:
+        if url.startswith(alias):
+            return "postgresql+psycopg://" + url.removeprefix(alias), []
+    if url.startswith("postgresql+psycopg://"):
+        return url, []
+    if url == "sqlite://":  # in memory
+        return url, []
+    if url.startswith("sqlite:///"):
+        database = url.removeprefix("sqlite:///")
+        if database in ("", ":memory:") or database.startswith("file:"):
+            return url, []
+        return "sqlite:///" + _resolve(database, base_dir), []
+    scheme = url.split("://", 1)[0] if "://" in url else url[:20]
+    return url, [
+        ConfigError(
+            file,
+            "store",
+            f"unsupported store {scheme!r}; supported: {SUPPORTED_STORES}",
+        )
+    ]
+
+
+def parse_config(
+    data: Any,
+    file: str = "<memory>",
+    env: dict[str, str] | None = None,
+    base_dir: Path | None = None,
+) -> Config:
+    """Validate an already-loaded YAML document; relative paths resolve against `base_dir`."""
     if data is None:
         data = {}
     if not isinstance(data, dict):
         raise ConfigError(file, "", "the top level must be a mapping (store, sources, connectors…)")
-    data = _interpolate(data, "", file, dict(os.environ) if env is None else env)
-    connectors = _build_connectors(file, data.pop("connectors", None))
+    interpolation = _Interpolation(file, dict(os.environ) if env is None else env)
+    data = interpolation.apply(data)
+    unset = [e.key_path for e in interpolation.errors]
+    errors = list(interpolation.errors)
+    connectors, connector_errors = _build_connectors(file, data.pop("connectors", None), base_dir)
+    errors += connector_errors
+    store, store_errors = _store_url(
+        file, data.pop("store", Config.model_fields["store"].default), base_dir
+    )
+    errors += store_errors
     try:
-        return Config.model_validate({**data, "connectors": connectors, "path": file})
+        config = Config.model_validate(
+            {
+                **data,
+                "store": store,
+                "connectors": connectors,
+                "path": file,
+                "defaults_used": interpolation.defaults_used,
+            }
+        )
     except ValidationError as exc:
-        raise _first_error(file, "", exc) from None
+        errors += _validation_errors(file, "", exc)
+    except ConfigErrors as exc:
+        errors += exc.errors
+    except ConfigError as exc:
+        errors.append(exc)
+    # An unset variable left an empty value behind: its own error says it all.
+    _raise_all(
+        [
+            e
+            for e in errors
+            if e in interpolation.errors
+            or not any(e.key_path.startswith(u) or u.startswith(e.key_path) for u in unset)
+        ]
+    )
+    return config
 
 
 def resolve_config_path(explicit: str | None = None) -> Path:
@@ -206,10 +344,16 @@ def load_config(path: str | Path | None = None, env: dict[str, str] | None = Non
     except OSError as exc:
         raise ConfigError(file, "", f"cannot read: {exc.strerror}") from None
     try:
-        data = yaml.safe_load(text)
-    except yaml.YAMLError as exc:
-        mark = getattr(exc, "problem_mark", None)
-        where = f"line {mark.line + 1}, column {mark.column + 1}: " if mark else ""
-        problem = getattr(exc, "problem", None) or "invalid YAML"
-        raise ConfigError(file, "", f"{where}{problem}") from None
-    return parse_config(data, file, env)
+        data = read_yaml(text)
+    except YamlProblems as exc:
+        _raise_all(
+            [
+                ConfigError(
+                    file,
+                    p.key_path,
+                    f"line {p.line}, column {p.column}: {p.problem}" if p.line else p.problem,
+                )
+                for p in exc.problems
+            ]
+        )
+    return parse_config(data, file, env, base_dir=file_path.resolve().parent)

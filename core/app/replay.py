@@ -1,12 +1,15 @@
-"""Re-parse quarantined events with the current provider code and source configuration
-(after a fix, an upgrade, or a corrected field mapping)."""
+"""Replays: re-parse quarantined events with the current provider code and source
+configuration (after a fix, an upgrade, or a corrected field mapping), and backfill a
+connector added later with the leads it missed."""
 
 from __future__ import annotations
 
 import json
+from datetime import datetime
 from typing import Any
 
 from leadrelay.core.app.config import Config
+from leadrelay.core.delivery.routing import matches
 from leadrelay.core.ingest.providers import Unreadable
 from leadrelay.core.ingest.receiver import record_for
 from leadrelay.core.store.store import Store
@@ -47,3 +50,26 @@ def reparse_quarantined(config: Config, store: Store, stored: dict[str, Any]) ->
         return f"{event_id}: same event as {outcome.event_id}, already stored"
     deliveries = len(record.connectors)
     return f"{event_id}: now {record.status} as {outcome.event_id} ({deliveries} deliveries)"
+
+
+def backfill(
+    config: Config,
+    store: Store,
+    connector: str,
+    *,
+    since: datetime | None = None,
+    source: str | None = None,
+    event_type: str | None = None,
+) -> int:
+    """Queue `connector` deliveries for stored accepted events that route to it and have
+    none (a connector added or enabled later); returns how many were queued.
+
+    Routing is the connector's own (`events`, `sources`, `require`), whatever `enabled`
+    says: a disabled connector's backfilled deliveries wait until it is enabled.
+    """
+    options = config.connectors[connector]
+    candidates = store.accepted_without_delivery(
+        connector, since=since, source=source, event_type=event_type
+    )
+    chosen = [event.event_id for event in candidates if matches(event, options)]
+    return store.add_deliveries(connector, chosen)

@@ -1,8 +1,11 @@
 """`connectors test`: run sample requests through verify → normalize → route → connectors.
 
 Dry run (default) asks each matching connector for its `preview`: exactly what it would
-send, with no network. `--live` calls `send` and reports the typed outcome. Nothing is
-stored: this runs beside a live deployment without touching its queue.
+send, with no network. `--live` calls `send` and reports the typed outcome. A connector
+with `enabled: false` is never sent to: it is reported as skipped (disabled), with its
+preview, which needs no network. A connector that would skip the event (a lead without
+the field it upserts by) is reported as skipped, not as "would send". Nothing is stored:
+this runs beside a live deployment without touching its queue.
 """
 
 from __future__ import annotations
@@ -26,9 +29,16 @@ class ConnectorResult:
     type: str
     enabled: bool
     outcome: str  # "would send", "delivered", "skipped", "permanent", "error", …
-    ok: bool
+    ok: bool  # False only when the connector failed; a skip is not a failure
     detail: str = ""
     request: Any = None
+
+    @property
+    def skipped(self) -> bool:
+        return self.outcome == "skipped"
+
+    def as_dict(self) -> dict[str, Any]:
+        return {**vars(self), "skipped": self.skipped}
 
 
 @dataclass
@@ -55,7 +65,7 @@ class SampleResult:
             "provider_event": self.provider_event,
             "type": self.type,
             "lead": self.lead,
-            "connectors": [vars(c) for c in self.connectors],
+            "connectors": [c.as_dict() for c in self.connectors],
         }
 
 
@@ -115,6 +125,15 @@ def _run_connector(name: str, connector: Connector, event: Any, *, live: bool) -
         request = connector.preview(event)
     except Exception as exc:
         return ConnectorResult(**base, outcome="error", ok=False, detail=f"preview failed: {exc}")
+    if not options.enabled:
+        return ConnectorResult(
+            **base, outcome="skipped", ok=True, detail="disabled in config", request=request
+        )
+    skip_reason = request.get("skipped") if isinstance(request, dict) else None
+    if skip_reason:
+        return ConnectorResult(
+            **base, outcome="skipped", ok=True, detail=str(skip_reason), request=request
+        )
     if not live:
         return ConnectorResult(**base, outcome="would send", ok=True, request=request)
     try:

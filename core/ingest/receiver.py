@@ -331,6 +331,7 @@ def create_app(config: ReceiverConfig, store: Store) -> Flask:
                 provider.verify(request.headers, body, secrets)
             except SignatureError as exc:
                 metrics.SIGNATURE_FAILURES.labels(source, exc.reason).inc()
+                g.log_fields["reason"] = exc.reason  # missing | malformed | mismatch
                 raise ApiError(401, "invalid_signature", exc.message) from None
         payload = parse_json_object(body)
         received_at = utcnow()

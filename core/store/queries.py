@@ -9,7 +9,8 @@ from typing import Any
 
 from sqlalchemy import Connection, func, select
 
-from leadrelay.core.store.records import DeliveryFilter, EventFilter
+from leadrelay.core.schema import LeadEvent
+from leadrelay.core.store.records import DeliveryFilter, EventFilter, load_lead_event
 from leadrelay.core.store.tables import attempts, deliveries, events
 
 
@@ -70,6 +71,8 @@ class StoreQueries(ABC):
             query = query.where(deliveries.c.connector == f.connector)
         if f.event_id:
             query = query.where(deliveries.c.event_id == f.event_id)
+        if f.delivery_id is not None:
+            query = query.where(deliveries.c.id == f.delivery_id)
         if f.since:
             query = query.where(deliveries.c.created_at >= f.since)
         if f.until:
@@ -103,3 +106,28 @@ class StoreQueries(ABC):
             ).scalar()
         age = (now - oldest).total_seconds() if oldest else 0.0
         return {"counts": counts, "oldest_pending_age_s": max(age, 0.0)}
+
+    def accepted_without_delivery(
+        self,
+        connector: str,
+        *,
+        since: datetime | None = None,
+        source: str | None = None,
+        event_type: str | None = None,
+    ) -> list[LeadEvent]:
+        """Stored accepted events with no delivery to `connector`, in received order."""
+        has_one = select(deliveries.c.event_id).where(deliveries.c.connector == connector)
+        query = select(events.c.normalized, events.c.body).where(
+            events.c.status == "accepted",
+            events.c.normalized.is_not(None),
+            events.c.event_id.not_in(has_one),
+        )
+        if since:
+            query = query.where(events.c.received_at >= since)
+        if source:
+            query = query.where(events.c.source == source)
+        if event_type:
+            query = query.where(events.c.type == event_type)
+        query = query.order_by(events.c.received_at, events.c.event_id)
+        with self._read() as conn:
+            return [load_lead_event(row.normalized, row.body) for row in conn.execute(query)]

@@ -103,6 +103,7 @@ class DeliveryFilter:
     source: str | None = None
     connector: str | None = None
     event_id: str | None = None
+    delivery_id: int | None = None
     since: datetime | None = None
     until: datetime | None = None
     limit: int = 100

@@ -7,12 +7,14 @@ Other processes' new deliveries are found by the workers' polling.
 
 from __future__ import annotations
 
+import contextlib
+import os
 from collections.abc import Sequence
 from contextlib import AbstractContextManager
 from functools import lru_cache
 from typing import Any
 
-from sqlalchemy import Connection, Engine, create_engine, event
+from sqlalchemy import Connection, Engine, create_engine, event, make_url
 
 from leadrelay.core.store.backend import Backend
 from leadrelay.core.store.bulk_insert import MAX_PARAMETERS, BulkInsert, driver_execute
@@ -22,6 +24,15 @@ BUSY_TIMEOUT_S = 5.0
 _KEYS_PER_LOOKUP = MAX_PARAMETERS - 1
 
 
+def _create_private(path: str | None) -> None:
+    """Create the SQLite file owner-only (0600) before SQLite creates it with the umask's
+    mode: it holds lead data. SQLite gives its -wal and -shm files the same mode."""
+    if not path or path == ":memory:" or path.startswith("file:"):
+        return
+    with contextlib.suppress(FileExistsError, FileNotFoundError, PermissionError):
+        os.close(os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC, 0o600))
+
+
 class SqliteBackend(Backend):
     def __init__(self, url: str, engine: Engine | None = None) -> None:
         super().__init__(url, engine)
@@ -29,6 +40,7 @@ class SqliteBackend(Backend):
 
     @staticmethod
     def create_engine(url: str) -> Engine:
+        _create_private(make_url(url).database)
         engine = create_engine(
             url,
             connect_args={"timeout": BUSY_TIMEOUT_S, "check_same_thread": False},

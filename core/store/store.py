@@ -61,11 +61,11 @@ from leadrelay.core.store.records import (
     load_lead_event,
     utcnow,
 )
+from leadrelay.core.store.retention import purge_old_rows
 from leadrelay.core.store.sqlite import SqliteBackend
 from leadrelay.core.store.tables import (
     attempts,
     connector_state,
-    dedup_keys,
     deliveries,
     events,
     housekeeping,
@@ -91,6 +91,10 @@ __all__ = [
 ]
 
 _BACKENDS: dict[str, type[Backend]] = {"sqlite": SqliteBackend, "postgresql": PostgresBackend}
+
+
+# Rows per statement when queuing many deliveries at once (a backfill).
+_ROWS_PER_STATEMENT = 500
 
 
 def _backend_class(url: str) -> type[Backend]:
@@ -463,6 +467,44 @@ class Store(StoreQueries):
             self._wake_subscribers()
         return result.rowcount
 
+    def add_deliveries(self, connector: str, event_ids: Sequence[str]) -> int:
+        """Queue `connector` deliveries for events that have none, due now, in the given order."""
+        if not event_ids:
+            return 0
+        now = utcnow()
+        wanted = list(dict.fromkeys(event_ids))
+        with self._write() as conn:
+            existing: set[str] = set()
+            for start in range(0, len(wanted), _ROWS_PER_STATEMENT):
+                existing.update(
+                    conn.execute(
+                        select(deliveries.c.event_id).where(
+                            deliveries.c.connector == connector,
+                            deliveries.c.event_id.in_(wanted[start : start + _ROWS_PER_STATEMENT]),
+                        )
+                    ).scalars()
+                )
+            rows = [
+                {
+                    "event_id": event_id,
+                    "connector": connector,
+                    "status": "pending",
+                    "attempts": 0,
+                    "next_attempt_at": now,
+                    "created_at": now,
+                    "updated_at": now,
+                }
+                for event_id in wanted
+                if event_id not in existing
+            ]
+            for start in range(0, len(rows), _ROWS_PER_STATEMENT):
+                conn.execute(insert(deliveries), rows[start : start + _ROWS_PER_STATEMENT])
+            if rows:
+                self._backend.notify(conn)
+        if rows:
+            self._wake_subscribers()
+        return len(rows)
+
     def resolve_quarantined(self, event_id: str, record: IncomingEvent) -> IngestResult:
         """Replace a quarantined event by what the current code makes of it.
 
@@ -493,7 +535,7 @@ class Store(StoreQueries):
         Events with a delivery still pending are kept whatever their age.
         """
         with self._write() as conn:
-            return _purge(conn, now, retention, dedup_retention)
+            return purge_old_rows(conn, now, retention, dedup_retention)
 
     def purge_if_due(
         self, now: datetime, retention: timedelta, dedup_retention: timedelta, every: timedelta
@@ -512,42 +554,7 @@ class Store(StoreQueries):
             ).rowcount
             if not taken:
                 return None
-            return _purge(conn, now, retention, dedup_retention)
-
-
-def _purge(
-    conn: Connection, now: datetime, retention: timedelta, dedup_retention: timedelta
-) -> dict[str, int]:
-    cutoff = now - retention
-    still_pending = select(deliveries.c.event_id).where(deliveries.c.status == "pending")
-    old_events = select(events.c.event_id).where(
-        events.c.received_at < cutoff, events.c.event_id.not_in(still_pending)
-    )
-    old_deliveries = select(deliveries.c.id).where(deliveries.c.event_id.in_(old_events))
-    n_attempts = conn.execute(
-        delete(attempts).where(attempts.c.delivery_id.in_(old_deliveries))
-    ).rowcount
-    n_deliveries = conn.execute(
-        delete(deliveries).where(deliveries.c.event_id.in_(old_events))
-    ).rowcount
-    n_events = conn.execute(
-        delete(events).where(events.c.received_at < cutoff, events.c.event_id.not_in(still_pending))
-    ).rowcount
-    # A key whose event is still stored stays: without it the same body would be taken as
-    # new and collide with that event's row (retention > dedup_retention, or a delivery
-    # pending that long).
-    n_keys = conn.execute(
-        delete(dedup_keys).where(
-            dedup_keys.c.first_seen_at < now - dedup_retention,
-            dedup_keys.c.event_id.not_in(select(events.c.event_id)),
-        )
-    ).rowcount
-    return {
-        "events": n_events,
-        "deliveries": n_deliveries,
-        "attempts": n_attempts,
-        "dedup_keys": n_keys,
-    }
+            return purge_old_rows(conn, now, retention, dedup_retention)
 
 
 # One outcome for the leased deliveries `b_ids` that `b_worker` still holds.

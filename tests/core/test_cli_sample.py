@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import re
 from pathlib import Path
 
 import pytest
@@ -72,27 +73,19 @@ def test_example_config_passes_for_every_provider_and_event(runner: CliRunner) -
 
 
 def test_dry_run_prints_what_each_connector_would_send(runner: CliRunner) -> None:
-    result = runner.invoke(
-        main,
-        [
-            "test",
-            "--config",
-            str(EXAMPLE_CONFIG),
-            "--source",
-            "gitleads",
-            "--event",
-            "lead.created",
-        ],
-    )
+    args = ["--source", "gitleads", "--event", "lead.created", "--show-requests"]
+    result = runner.invoke(main, ["test", "--config", str(EXAMPLE_CONFIG), *args])
 
     assert result.exit_code == 0, result.output
     assert "gitleads/lead.created.json: accepted" in result.output
-    assert "→ archive (csv): would send" in result.output
-    assert "→ crm (hubspot, disabled in config): would send" in result.output
+    rows = {line.split()[0]: line.split(None, 3)[1:] for line in result.output.splitlines()[2:7]}
+    assert rows["archive"] == ["csv", "would", "send"]
+    # Disabled: skipped, never sent, but its preview (no network) is still shown.
+    assert rows["crm"] == ["hubspot", "skipped", "disabled in config"]
     # The HubSpot batch-upsert body with the lead's email as the upsert id.
     assert "/crm/v3/objects/contacts/batch/upsert" in result.output
     assert '"email": "jane@example.com"' in result.output
-    assert "1 payloads, 1 ok, 0 failed (dry run)" in result.output
+    assert "1 payload: 1 ok, 0 failed; connectors: 1 would send, 3 skipped" in result.output
 
 
 def test_dry_run_stores_and_writes_nothing(runner: CliRunner, tmp_path: Path) -> None:
@@ -116,7 +109,7 @@ def test_live_run_writes_the_csv_row(runner: CliRunner, tmp_path: Path) -> None:
     )
 
     assert result.exit_code == 0, result.output
-    assert "→ archive (csv): delivered" in result.output
+    assert re.search(r"^  archive +csv +delivered\b", result.output, re.MULTILINE)
     rows = (tmp_path / "live.csv").read_text(encoding="utf-8").splitlines()
     assert len(rows) == 2
     assert "jane@example.com" in rows[1]
@@ -260,11 +253,17 @@ def test_validate_names_file_key_and_problem(tmp_path: Path, document: str, expe
 
 
 def test_validate_ok_and_missing_file(tmp_path: Path) -> None:
-    ok = CliRunner(env={"LEADRELAY_CSV_PATH": str(tmp_path / "l.csv")}).invoke(
-        main, ["validate", "--config", str(EXAMPLE_CONFIG)]
+    runner = CliRunner(
+        env={
+            "LEADRELAY_CSV_PATH": str(tmp_path / "l.csv"),
+            "LEADRELAY_STORE": f"sqlite:///{tmp_path / 'x.db'}",
+        }
     )
+    assert runner.invoke(main, ["migrate", "--config", str(EXAMPLE_CONFIG)]).exit_code == 0
+    ok = runner.invoke(main, ["validate", "--config", str(EXAMPLE_CONFIG)])
     assert ok.exit_code == 0, ok.output
     assert "OK (4 sources, 4 connectors)" in ok.output
+    assert "schema up to date" in ok.output
 
     missing = CliRunner().invoke(main, ["validate", "--config", str(tmp_path / "nope.yaml")])
     assert missing.exit_code == 1

@@ -164,7 +164,8 @@ def test_valid_config_loads_with_interpolation_and_durations(tmp_path: Path) -> 
 def test_defaults_follow_the_design(tmp_path: Path) -> None:
     config = load_config(write(tmp_path, "sources: {}\n"), env={})
 
-    assert config.store == "sqlite:///./leadrelay.db"
+    # Relative to the config file's folder, not to wherever the command runs.
+    assert config.store == f"sqlite:///{tmp_path.resolve() / 'leadrelay.db'}"
     assert config.server.max_body_bytes == 1024 * 1024
     assert config.retention == timedelta(days=30)
     assert config.dedup_retention == timedelta(days=365)
@@ -174,7 +175,8 @@ def test_defaults_follow_the_design(tmp_path: Path) -> None:
 def test_variable_default_is_used_when_unset(tmp_path: Path) -> None:
     text = "store: ${LEADRELAY_TEST_STORE_UNSET:-sqlite:///./other.db}\n"
 
-    assert load_config(write(tmp_path, text), env={}).store == "sqlite:///./other.db"
+    store = load_config(write(tmp_path, text), env={}).store
+    assert store == f"sqlite:///{tmp_path.resolve() / 'other.db'}"
 
 
 @pytest.mark.parametrize(

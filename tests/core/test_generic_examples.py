@@ -40,9 +40,12 @@ def test_the_example_validates_and_its_payload_runs_the_whole_chain(
     runner: CliRunner, config: str, source: str, payload: str, lead_key: str, provider: str
 ) -> None:
     config_path = str(EXAMPLES / config)
+    # validate checks the store too, and read-only commands never create one.
+    migrated = runner.invoke(main, ["migrate", "--config", config_path])
+    assert migrated.exit_code == 0, migrated.output
     validated = runner.invoke(main, ["validate", "--config", config_path])
     assert validated.exit_code == 0, validated.output
-    assert "OK (1 sources, 1 connectors)" in validated.output
+    assert "OK (1 source, 1 connector)" in validated.output
 
     args = ["test", "--config", config_path, "--source", source, "--json"]
     result = runner.invoke(main, [*args, "--payload", str(EXAMPLES / payload)])

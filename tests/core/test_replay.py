@@ -132,7 +132,7 @@ def test_replay_leaves_delivered_alone_unless_asked(setup: Setup) -> None:
     assert setup.drain() == 0
 
     result = setup.replay("--event", event_id, "--connector", "crm", "--include-delivered")
-    assert result.stdout.strip() == "1 deliveries queued again"
+    assert result.stdout.strip() == "1 delivery queued again"
     assert setup.drain() == 1
     assert setup.sent_to("crm") == [event_id, event_id]
     assert setup.sent_to("archive") == [event_id]
@@ -149,11 +149,11 @@ def test_replay_dead_skips_skipped_but_a_time_range_takes_both(setup: Setup) -> 
     dead, skipped = dead_answer["event_id"], skipped_answer["event_id"]
     assert setup.delivery(skipped, "crm")["status"] == "skipped"
 
-    assert "1 deliveries queued again" in setup.replay("--dead", "--connector", "crm").stdout
+    assert "1 delivery queued again" in setup.replay("--dead", "--connector", "crm").stdout
     assert setup.delivery(skipped, "crm")["status"] == "skipped"
     assert setup.drain() == 1
 
-    assert "1 deliveries queued again" in setup.replay("--since", "1h").stdout
+    assert "1 delivery queued again" in setup.replay("--since", "1h").stdout
     assert setup.drain() == 1
     assert sorted(setup.sent_to("crm")) == sorted([dead, skipped])
 

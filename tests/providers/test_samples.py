@@ -26,12 +26,51 @@ def test_every_documented_event_has_exactly_one_sample(provider: str) -> None:
     assert names == set(PROVIDERS[provider].event_types)
 
 
-def test_every_doc_fixture_is_bundled_verbatim() -> None:
+# How a provider's page saved with Cloudflare's e-mail obfuscation shows an address.
+OBFUSCATED_EMAIL = "[email\u00a0protected]"
+
+
+def _emails_masked(node: object) -> object:
+    if isinstance(node, dict):
+        return {k: _emails_masked(v) for k, v in node.items()}
+    if isinstance(node, list):
+        return [_emails_masked(v) for v in node]
+    if isinstance(node, str) and ("@" in node or node == OBFUSCATED_EMAIL):
+        return "<email>"
+    return node
+
+
+def _strings(node: object) -> list[str]:
+    if isinstance(node, dict):
+        return [s for v in node.values() for s in _strings(v)]
+    if isinstance(node, list):
+        return [s for v in node for s in _strings(v)]
+    return [node] if isinstance(node, str) else []
+
+
+def test_every_doc_fixture_is_bundled_with_only_its_addresses_made_plausible() -> None:
     fixtures = sorted(FIXTURES.glob("*/*.json"))
     assert len(fixtures) == 8
     for fixture_path in fixtures:
         bundled = SAMPLES / fixture_path.parent.name / fixture_path.name
-        assert bundled.read_bytes() == fixture_path.read_bytes(), fixture_path
+        if OBFUSCATED_EMAIL not in fixture_path.read_text(encoding="utf-8"):
+            assert bundled.read_bytes() == fixture_path.read_bytes(), fixture_path
+        fixture_doc = json.loads(fixture_path.read_text(encoding="utf-8"))
+        bundled_doc = json.loads(bundled.read_text(encoding="utf-8"))
+        assert _emails_masked(bundled_doc) == _emails_masked(fixture_doc), fixture_path
+
+
+def test_bundled_samples_carry_plausible_email_addresses() -> None:
+    # The demo shows leads reaching the CRMs, which upsert by email.
+    assert OBFUSCATED_EMAIL in (FIXTURES / "leadhub" / "lead.created.json").read_text("utf-8")
+    for path in sample_paths():
+        text = path.read_text(encoding="utf-8")
+        assert OBFUSCATED_EMAIL not in text, path
+        for value in _strings(json.loads(text)):
+            if "@" in value and " " not in value:
+                local, _, domain = value.partition("@")
+                assert local, (path, value)
+                assert "." in domain, (path, value)
 
 
 @pytest.mark.parametrize("path", sample_paths(), ids=lambda path: f"{path.parent.name}/{path.stem}")
