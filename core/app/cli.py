@@ -118,7 +118,10 @@ def serve(config_path: str | None, host: str, port: int, threads: int, no_worker
 
     config = _load(config_path)
     _store(config).close()
-    run_server(config, host=host, port=port, threads=threads, run_worker=not no_worker)
+    try:
+        run_server(config, host=host, port=port, threads=threads, run_worker=not no_worker)
+    except ConfigError as exc:
+        raise click.ClickException(f"config error: {exc}") from None
 
 
 @main.command()
@@ -554,6 +557,28 @@ def validate(config_path: str | None, check_connections: bool) -> None:
             connector.close()
     if failed:
         sys.exit(1)
+
+
+@main.group()
+def console() -> None:
+    """The operator console (web UI at /console/)."""
+
+
+@console.command("hash-password")
+@click.option(
+    "--password-stdin", is_flag=True, help="Read the password from stdin instead of a prompt."
+)
+def hash_password(password_stdin: bool) -> None:
+    """Print an argon2 hash of a password, for `console.users` in the config."""
+    from leadrelay.core.app.console.auth import hash_password as argon2_hash
+
+    if password_stdin:
+        password = sys.stdin.readline().rstrip("\r\n")
+    else:
+        password = click.prompt("Password", hide_input=True, confirmation_prompt=True)
+    if len(password) < 8:
+        raise click.ClickException("use a password of at least 8 characters")
+    click.echo(argon2_hash(password))
 
 
 def entry() -> None:

@@ -17,6 +17,7 @@ from pydantic import (
     BaseModel,
     ConfigDict,
     Field,
+    SecretStr,
     ValidationError,
     field_validator,
     model_validator,
@@ -52,6 +53,34 @@ class _Strict(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
 
 
+class ConsoleConfig(_Strict):
+    """The operator console at /console/ (README "Console"); absent: no console at all."""
+
+    # user name -> argon2 hash (`connectors console hash-password` prints one). No users:
+    # only `connectors serve` on a loopback address, which prints a one-time password.
+    users: dict[str, SecretStr] = Field(default_factory=dict)
+    session_hours: float = Field(default=12, gt=0, le=24 * 30)
+    # Behind a reverse proxy: take the client address and scheme from X-Forwarded-For /
+    # X-Forwarded-Proto (only when the proxy sets them; otherwise a client could forge them).
+    trust_proxy_headers: bool = False
+    # Signs session cookies; default: derived from the users' hashes, so every process
+    # with the same config accepts the same sessions, and a password change ends them.
+    secret_key: SecretStr | None = None
+
+    @field_validator("users")
+    @classmethod
+    def _users_have_argon2_hashes(cls, value: dict[str, SecretStr]) -> dict[str, SecretStr]:
+        for name, hashed in value.items():
+            if not _NAME.match(name):
+                raise ValueError(f"user name {name!r} must be letters, digits, '_', '-' or '.'")
+            if not hashed.get_secret_value().startswith("$argon2"):
+                raise ValueError(
+                    f"user {name!r}: not an argon2 hash (`connectors console hash-password` "
+                    "prints one)"
+                )
+        return value
+
+
 class Config(_Strict):
     store: str = "sqlite:///./leadrelay.db"
     sources: dict[str, SourceConfig] = Field(default_factory=dict)
@@ -60,6 +89,7 @@ class Config(_Strict):
     retention: Duration = Field(default=timedelta(days=30))
     dedup_retention: Duration = Field(default=timedelta(days=365))
     server: ServerConfig = Field(default_factory=ServerConfig)
+    console: ConsoleConfig | None = None
     path: str = Field(default="<memory>", exclude=True)
 
     @field_validator("sources", "connectors")

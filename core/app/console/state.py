@@ -1,0 +1,102 @@
+"""What every console view reads: the config, the store, the users, and the secret values
+that must never reach a page."""
+
+from __future__ import annotations
+
+import os
+import threading
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from typing import Any
+
+from flask import current_app
+from pydantic import BaseModel, SecretStr
+from sqlalchemy.engine import make_url
+
+from leadrelay.core import metrics
+from leadrelay.core.app.config import Config
+from leadrelay.core.app.console.auth import LoginLimiter, Users
+from leadrelay.core.delivery.contract import Connector, scrub
+from leadrelay.core.delivery.worker import build_connectors
+from leadrelay.core.store.store import Store
+
+EXTENSION = "leadrelay_console"
+
+
+def _secret_values(node: Any) -> Iterator[str]:
+    if isinstance(node, SecretStr):
+        yield node.get_secret_value()
+    elif isinstance(node, BaseModel):
+        for name in type(node).model_fields:
+            yield from _secret_values(getattr(node, name))
+    elif isinstance(node, dict):
+        for value in node.values():
+            yield from _secret_values(value)
+    elif isinstance(node, list | tuple):
+        for value in node:
+            yield from _secret_values(value)
+
+
+def config_secrets(config: Config) -> tuple[str, ...]:
+    """Every secret value in the config (SecretStr fields and the store's password)."""
+    found = set(_secret_values(config))
+    password = make_url(config.store).password
+    if password:
+        found.add(str(password))
+    # Longest first, so a secret containing another is masked whole.
+    return tuple(sorted((s for s in found if len(s) >= 4), key=len, reverse=True))
+
+
+@dataclass
+class ConsoleState:
+    config: Config
+    store: Store
+    users: Users
+    limiter: LoginLimiter = field(default_factory=LoginLimiter)
+    secrets: tuple[str, ...] = ()
+    _connectors: dict[str, Connector] | None = None
+    _lock: threading.Lock = field(default_factory=threading.Lock)
+
+    def redact(self, text: str) -> str:
+        """`text` with every configured secret (and anything token-like) masked."""
+        return scrub(text, *self.secrets)
+
+    def connector(self, name: str) -> Connector | None:
+        """The configured connector `name`, built once (used for request previews only)."""
+        with self._lock:
+            if self._connectors is None:
+                self._connectors = build_connectors(self.config)
+            return self._connectors.get(name)
+
+    def close(self) -> None:
+        with self._lock:
+            for connector in (self._connectors or {}).values():
+                connector.close()
+            self._connectors = None
+
+
+def state() -> ConsoleState:
+    console: ConsoleState = current_app.extensions[EXTENSION]
+    return console
+
+
+def webhook_answers() -> dict[tuple[str, str], int]:
+    """(source, answer) -> requests counted since the processes started (Prometheus
+    counters: duplicates and refused requests store nothing, so only these count them)."""
+    if os.environ.get("PROMETHEUS_MULTIPROC_DIR"):
+        from prometheus_client import CollectorRegistry, multiprocess
+
+        registry = CollectorRegistry()
+        multiprocess.MultiProcessCollector(registry)
+        families = registry.collect()
+    else:
+        families = metrics.WEBHOOKS.collect()
+    counts: dict[tuple[str, str], int] = {}
+    for family in families:
+        if family.name != "leadrelay_webhooks_received":
+            continue
+        for sample in family.samples:
+            if sample.name.endswith("_total"):
+                key = (sample.labels["source"], sample.labels["answer"])
+                counts[key] = counts.get(key, 0) + int(sample.value)
+    return counts
