@@ -10,10 +10,11 @@ import os
 import re
 from datetime import timedelta
 from pathlib import Path
-from typing import Any
+from typing import Annotated, Any
 
 import yaml
 from pydantic import (
+    AfterValidator,
     BaseModel,
     ConfigDict,
     Field,
@@ -53,12 +54,20 @@ class _Strict(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
 
 
+def _argon2_hash(value: SecretStr) -> SecretStr:
+    if not value.get_secret_value().startswith("$argon2"):
+        raise ValueError("not an argon2 hash (`connectors console hash-password` prints one)")
+    return value
+
+
 class ConsoleConfig(_Strict):
     """The operator console at /console/ (README "Console"); absent: no console at all."""
 
     # user name -> argon2 hash (`connectors console hash-password` prints one). No users:
     # only `connectors serve` on a loopback address, which prints a one-time password.
-    users: dict[str, SecretStr] = Field(default_factory=dict)
+    users: dict[str, Annotated[SecretStr, AfterValidator(_argon2_hash)]] = Field(
+        default_factory=dict
+    )
     session_hours: float = Field(default=12, gt=0, le=24 * 30)
     # Behind a reverse proxy: take the client address and scheme from X-Forwarded-For /
     # X-Forwarded-Proto (only when the proxy sets them; otherwise a client could forge them).
@@ -66,19 +75,6 @@ class ConsoleConfig(_Strict):
     # Signs session cookies; default: derived from the users' hashes, so every process
     # with the same config accepts the same sessions, and a password change ends them.
     secret_key: SecretStr | None = None
-
-    @field_validator("users")
-    @classmethod
-    def _users_have_argon2_hashes(cls, value: dict[str, SecretStr]) -> dict[str, SecretStr]:
-        for name, hashed in value.items():
-            if not _NAME.match(name):
-                raise ValueError(f"user name {name!r} must be letters, digits, '_', '-' or '.'")
-            if not hashed.get_secret_value().startswith("$argon2"):
-                raise ValueError(
-                    f"user {name!r}: not an argon2 hash (`connectors console hash-password` "
-                    "prints one)"
-                )
-        return value
 
 
 class Config(_Strict):

@@ -8,6 +8,7 @@ import threading
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from typing import Any
+from urllib.parse import parse_qsl, urlsplit
 
 from flask import current_app
 from pydantic import BaseModel, SecretStr
@@ -38,8 +39,17 @@ def _secret_values(node: Any) -> Iterator[str]:
 
 
 def config_secrets(config: Config) -> tuple[str, ...]:
-    """Every secret value in the config (SecretStr fields and the store's password)."""
+    """Every secret value in the config: SecretStr fields, the store's password, the
+    path and query of a connector's `url`."""
     found = set(_secret_values(config))
+    for options in config.connectors.values():
+        # A destination URL's path and query: capability URLs carry their secret there.
+        url = getattr(options, "url", None)
+        if isinstance(url, str):
+            parts = urlsplit(url)
+            pieces = [parts.path.strip("/"), parts.query, *parts.path.split("/")]
+            pieces += [value for _, value in parse_qsl(parts.query)]
+            found.update(piece for piece in pieces if len(piece) >= 8)
     password = make_url(config.store).password
     if password:
         found.add(str(password))
