@@ -73,6 +73,16 @@ def _read(store: Store) -> Iterator[Connection]:
         raise StoreUnavailable(first_line) from exc
 
 
+def _no_index(column: ColumnElement[Any]) -> ColumnElement[Any]:
+    """`column` as an expression no index provides, labelled as the column.
+
+    Grouping a time range by indexed columns makes SQLite walk the whole grouping index
+    (to skip a sort) instead of the time range; grouping by an expression keeps it on the
+    range: 1 ms instead of a second on a million events.
+    """
+    return func.coalesce(column, "").label(column.key)  # type: ignore[attr-defined]
+
+
 def lead_field(dialect: str, name: str) -> ColumnElement[Any]:
     """The indexed SQL expression reading lead `name` (email lower-cased) from an event."""
     return literal_column(_LEAD_FIELD_SQL[dialect][name])
@@ -247,10 +257,11 @@ def deliveries_by_ids(store: Store, ids: Sequence[int]) -> list[dict[str, Any]]:
 
 def event_counts_by_source(store: Store, since: datetime) -> dict[str, dict[str, int]]:
     """source -> stored status (accepted, ignored, quarantined, replayed) -> events since."""
+    source, status = _no_index(events.c.source), _no_index(events.c.status)
     query = (
-        select(events.c.source, events.c.status, func.count().label("n"))
+        select(source, status, func.count().label("n"))
         .where(events.c.received_at >= since)
-        .group_by(events.c.source, events.c.status)
+        .group_by(source, status)
     )
     counts: dict[str, dict[str, int]] = {}
     with _read(store) as conn:
@@ -278,10 +289,11 @@ def delivery_counts_by_connector(store: Store, since: datetime) -> dict[str, dic
         ):
             key = "retrying" if row.status == "pending" and row.retried else row.status
             add(row.connector, key, row.n)
+        connector, status = _no_index(deliveries.c.connector), _no_index(deliveries.c.status)
         for row in conn.execute(
-            select(deliveries.c.connector, deliveries.c.status, func.count().label("n"))
+            select(connector, status, func.count().label("n"))
             .where(deliveries.c.finished_at >= since)
-            .group_by(deliveries.c.connector, deliveries.c.status)
+            .group_by(connector, status)
         ):
             add(row.connector, "dead_recent" if row.status == "dead" else row.status, row.n)
     return counts
