@@ -83,15 +83,32 @@ class Browser:
         return self.driver.find_element(By.CSS_SELECTOR, css)
 
     def click(self, css: str) -> None:
-        self.find(css).click()
+        """Click `css` once it is on the page (the previous click may still be loading)."""
+        from selenium.webdriver.common.by import By
+        from selenium.webdriver.support import expected_conditions
+
+        self._wait().until(
+            expected_conditions.element_to_be_clickable((By.CSS_SELECTOR, css)),
+            message=f"{css} clickable",
+        ).click()
 
     def until(self, condition: Callable[[], object], what: str) -> None:
-        """Poll (bounded) until `condition()` is truthy; the page is reloaded between polls
-        only by the caller."""
+        """Poll (bounded) until `condition()` is truthy; a page replaced while it was being
+        read (a form submitted a moment ago) counts as not yet."""
+        self._wait().until(lambda _driver: condition(), message=what)
+
+    def _wait(self) -> Any:
+        from selenium.common.exceptions import (
+            NoSuchElementException,
+            StaleElementReferenceException,
+        )
         from selenium.webdriver.support.ui import WebDriverWait
 
-        WebDriverWait(self.driver, WAIT_S, poll_frequency=0.1).until(
-            lambda _driver: condition(), message=what
+        return WebDriverWait(
+            self.driver,
+            WAIT_S,
+            poll_frequency=0.1,
+            ignored_exceptions=(StaleElementReferenceException, NoSuchElementException),
         )
 
     def text(self) -> str:
