@@ -14,7 +14,6 @@ from urllib.parse import parse_qs, urlsplit
 
 import pytest
 from argon2 import PasswordHasher
-from click.testing import CliRunner
 
 from leadrelay.core.app.cli import main
 from leadrelay.core.app.config import ConfigError
@@ -23,6 +22,7 @@ from leadrelay.core.app.server import Runtime
 from leadrelay.core.delivery.contract import Permanent
 from leadrelay.core.delivery.worker import Worker
 from leadrelay.core.store.store import DeliveryFilter, IncomingEvent, Store, utcnow
+from tests.cli import CliRunner
 from tests.conftest import gitleads_body, make_config, request_record
 from tests.console.helpers import PASSWORD, console_config, csrf_from, log_in, page_token
 from tests.recording import RecordingConnector
