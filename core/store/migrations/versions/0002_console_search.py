@@ -2,6 +2,11 @@
 
 The email and provider lead id live in the normalized JSON; expression indexes read them
 there, so the writers store nothing new. `console_queries.lead_field` builds the same expressions.
+PostgreSQL reads them with a pattern, not a jsonb cast: jsonb refuses a `\u0000` escape,
+which a stored event may carry, and an index expression that fails fails the insert.
+The normalized JSON is pydantic's compact dump with the lead before any other object, so
+the first `"email":"…"` is the lead's; a value holding a quote or a backslash is not
+indexed (its lead key still finds it).
 
 Revision ID: 0002
 Revises: 0001
@@ -23,8 +28,8 @@ _EXPRESSIONS = {
         "provider_lead_id": "json_extract(normalized, '$.lead.provider_lead_id')",
     },
     "postgresql": {
-        "email": "lower(CAST(normalized AS jsonb) -> 'lead' ->> 'email')",
-        "provider_lead_id": "(CAST(normalized AS jsonb) -> 'lead' ->> 'provider_lead_id')",
+        "email": 'lower(substring(normalized from \'"email":"([^"\\\\]*)"\'))',
+        "provider_lead_id": 'substring(normalized from \'"provider_lead_id":"([^"\\\\]*)"\')',
     },
 }
 
