@@ -1,7 +1,7 @@
 """7. Console search on 1 million stored events (SQLite, the default store).
 
-Fills a store through `Store.ingest` (the real insert path, with the search indexes of
-migration 0002 maintained as rows go in) with events spread over 30 days, then times the
+Fills a store through `Store.submit_many` (the real insert path, with the search indexes of
+migration 0003 maintained as rows go in) with events spread over 30 days, then times the
 console's queries (`leadrelay.core.store.console_queries`) as an operator uses them: search by
 email, lead key, provider lead id and event id (hits and a miss), the newest page, a
 filtered page, a page deep in the keyset, and the overview's counts and hourly chart.
@@ -55,7 +55,7 @@ def fill(store: Store, count: int) -> float:
     step = timedelta(days=30) / count
     started = time.perf_counter()
     for first in range(0, count, _GROUP):
-        store.ingest(
+        store.submit_many(
             [
                 _record(n, now - timedelta(days=30) + step * n)
                 for n in range(first, min(first + _GROUP, count))

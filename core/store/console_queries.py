@@ -1,7 +1,7 @@
 """Read-only queries for the operator console: search, keyset pages, counts over time.
 
 Search finds an event by event id, lead key, lead email or provider lead id; each of those
-is indexed (migration 0002), so a search costs a few index lookups however many events
+is indexed (migration 0003), so a search costs a few index lookups however many events
 are stored. Lists are keyset-paginated (newest first), so page 1000 costs what page 1
 costs.
 """
@@ -33,7 +33,7 @@ from leadrelay.core.store.tables import deliveries, events
 # order, where the store records it).
 OPEN_STATUSES = ("pending", "waiting")
 
-# The same expressions as the indexes of migration 0002 (they must match to be used; the
+# The same expressions as the indexes of migration 0003 (they must match to be used; the
 # migration says why PostgreSQL's read a pattern).
 _LEAD_FIELD_SQL = {
     "sqlite": {
@@ -155,7 +155,7 @@ def search_events(store: Store, q: EventQuery) -> Page:
     """One page of events matching `q`, newest first, and the cursor of the next page."""
     query = select(*_LIST_COLUMNS)
     if q.search and q.search.strip():
-        query = query.where(search_condition(store.dialect, q.search))
+        query = query.where(search_condition(store.engine.dialect.name, q.search))
     if q.source:
         query = query.where(events.c.source == q.source)
     if q.type:
@@ -307,7 +307,7 @@ def events_per_hour(store: Store, now: datetime, hours: int = 24) -> list[tuple[
     last bucket is the current, unfinished hour."""
     current = now.replace(minute=0, second=0, microsecond=0)
     starts = [current - timedelta(hours=h) for h in range(hours - 1, -1, -1)]
-    bucket = literal_column(_HOUR_SQL[store.dialect]).label("hour")
+    bucket = literal_column(_HOUR_SQL[store.engine.dialect.name]).label("hour")
     query = (
         select(bucket, func.count().label("n"))
         .where(events.c.received_at >= starts[0])

@@ -69,7 +69,7 @@ def logged_in(console: Console) -> Console:
 
 def _ingest(store: Store, config: Any, *numbers: int) -> list[str]:
     records = [request_record(config, "gitleads", gitleads_body(n)) for n in numbers]
-    return [r.event_id for r in store.ingest(records)]
+    return [r.event_id for r in store.submit_many(records)]
 
 
 def _dead_delivery(
@@ -448,7 +448,7 @@ def test_quarantined_events_are_reparsed_from_the_console(logged_in: Console) ->
         headers={},
         reason="could not read it then",
     )
-    logged_in.store.ingest([quarantined])
+    logged_in.store.submit_many([quarantined])
     html = logged_in.client.get("/console/quarantine").get_data(as_text=True)
     assert "evt_quarantined_once" in html
     assert "could not read it then" in html

@@ -14,7 +14,7 @@ def test_search_pages_and_counts_agree_on_both_databases(store_url: str) -> None
     config = make_config(store_url)
     store = migrated_store(store_url)
     try:
-        stored = store.ingest(
+        stored = store.submit_many(
             [request_record(config, "gitleads", gitleads_body(n)) for n in range(7)]
         )
         ids = [r.event_id for r in stored]

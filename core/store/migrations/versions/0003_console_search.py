@@ -8,8 +8,8 @@ The normalized JSON is pydantic's compact dump with the lead before any other ob
 the first `"email":"…"` is the lead's; a value holding a quote or a backslash is not
 indexed (its lead key still finds it).
 
-Revision ID: 0002
-Revises: 0001
+Revision ID: 0003
+Revises: 0002
 Create Date: 2026-11-30
 """
 
@@ -17,8 +17,8 @@ from __future__ import annotations
 
 from alembic import op
 
-revision = "0002"
-down_revision = "0001"
+revision = "0003"
+down_revision = "0002"
 branch_labels = None
 depends_on = None
 
