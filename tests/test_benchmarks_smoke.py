@@ -22,6 +22,7 @@ HEADLINE_KEYS = {
     "latency": ("p50_ms", "p99_ms"),
     "scaleout": ("ratio_4_to_1",),
     "memory": ("peak_rss_mb",),
+    "console": ("search_p95_ms",),
 }
 
 

@@ -25,7 +25,7 @@ from leadrelay.core.app.cli_common import (
 )
 from leadrelay.core.app.cli_output import json_default, plural, print_sample_results
 from leadrelay.core.app.cli_queue import deliveries, enable, events, replay
-from leadrelay.core.app.config import Config
+from leadrelay.core.app.config import Config, ConfigError
 from leadrelay.core.app.safety import startup_warnings
 from leadrelay.core.app.store_access import StoreProblem, open_existing
 from leadrelay.core.ingest.settings import unsigned_sources
@@ -57,7 +57,10 @@ def serve(config_path: str | None, host: str, port: int, threads: int, no_worker
     config = load(config_path)
     check_listening(config, host)
     store_of(config).close()
-    run_server(config, host=host, port=port, threads=threads, run_worker=not no_worker)
+    try:
+        run_server(config, host=host, port=port, threads=threads, run_worker=not no_worker)
+    except ConfigError as exc:
+        raise click.ClickException(f"config error: {exc}") from None
 
 
 @main.command()
@@ -340,8 +343,26 @@ def _check_connections(config: Config) -> bool:
     return failed
 
 
-for command in (events, deliveries, replay, enable):
-    main.add_command(command)
+@main.group()
+def console() -> None:
+    """The operator console (web UI at /console/)."""
+
+
+@console.command("hash-password")
+@click.option(
+    "--password-stdin", is_flag=True, help="Read the password from stdin instead of a prompt."
+)
+def hash_password(password_stdin: bool) -> None:
+    """Print an argon2 hash of a password, for `console.users` in the config."""
+    from leadrelay.core.app.console.auth import hash_password as argon2_hash
+
+    if password_stdin:
+        password = sys.stdin.readline().rstrip("\r\n")
+    else:
+        password = click.prompt("Password", hide_input=True, confirmation_prompt=True)
+    if len(password) < 8:
+        raise click.ClickException("use a password of at least 8 characters")
+    click.echo(argon2_hash(password))
 
 
 def entry() -> None:
@@ -359,3 +380,7 @@ def entry() -> None:
 
 if __name__ == "__main__":
     entry()
+
+
+for command in (events, deliveries, replay, enable):
+    main.add_command(command)

@@ -12,12 +12,14 @@ import typing
 from collections.abc import Sequence
 from datetime import timedelta
 from pathlib import Path
-from typing import Any
+from typing import Annotated, Any
 
 from pydantic import (
+    AfterValidator,
     BaseModel,
     ConfigDict,
     Field,
+    SecretStr,
     ValidationError,
     field_validator,
     model_validator,
@@ -75,6 +77,29 @@ class _Strict(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
 
 
+def _argon2_hash(value: SecretStr) -> SecretStr:
+    if not value.get_secret_value().startswith("$argon2"):
+        raise ValueError("not an argon2 hash (`connectors console hash-password` prints one)")
+    return value
+
+
+class ConsoleConfig(_Strict):
+    """The operator console at /console/ (README "Console"); absent: no console at all."""
+
+    # user name -> argon2 hash (`connectors console hash-password` prints one). No users:
+    # only `connectors serve` on a loopback address, which prints a one-time password.
+    users: dict[str, Annotated[SecretStr, AfterValidator(_argon2_hash)]] = Field(
+        default_factory=dict
+    )
+    session_hours: float = Field(default=12, gt=0, le=24 * 30)
+    # Behind a reverse proxy: take the client address and scheme from X-Forwarded-For /
+    # X-Forwarded-Proto (only when the proxy sets them; otherwise a client could forge them).
+    trust_proxy_headers: bool = False
+    # Signs session cookies; default: derived from the users' hashes, so every process
+    # with the same config accepts the same sessions, and a password change ends them.
+    secret_key: SecretStr | None = None
+
+
 class Config(_Strict):
     store: str = "sqlite:///./leadrelay.db"
     sources: dict[str, SourceConfig] = Field(default_factory=dict)
@@ -83,6 +108,7 @@ class Config(_Strict):
     retention: Duration = Field(default=timedelta(days=30))
     dedup_retention: Duration = Field(default=timedelta(days=365))
     server: ServerConfig = Field(default_factory=ServerConfig)
+    console: ConsoleConfig | None = None
     path: str = Field(default="<memory>", exclude=True)
     # Key path -> the environment variable that was unset, so its `:-default` applied.
     defaults_used: dict[str, str] = Field(default_factory=dict, exclude=True)

@@ -10,6 +10,7 @@ delivery worker runs the retention purge's housekeeping loop (app/housekeeping.p
 from __future__ import annotations
 
 import logging
+import sys
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -38,7 +39,13 @@ class Runtime:
     @classmethod
     def build(cls, config: Config, *, store: Store | None = None) -> Runtime:
         store = store or Store(config.store)
-        return cls(config=config, store=store, app=create_app(config, store))
+        app = create_app(config, store)
+        if config.console is not None:
+            # Imported only here: without a `console:` section nothing of it is loaded.
+            from leadrelay.core.app.console import register_console
+
+            register_console(app, config, store)
+        return cls(config=config, store=store, app=app)
 
     def start_worker(self) -> Worker:
         """Start the delivery worker and the housekeeping loop in this process."""
@@ -87,9 +94,28 @@ def gunicorn_options(
     }
 
 
+def _console_ready(config: Config, host: str, port: int) -> Config:
+    """A console without users gets a one-time password now, in the master (every worker
+    process then accepts it); printed, never logged."""
+    from leadrelay.core.app.console import with_one_time_password
+
+    config, password = with_one_time_password(config, host)
+    if password is not None:
+        print(
+            f"\nConsole: http://{host}:{port}/console/  user: admin  one-time password: "
+            f"{password}\n(valid until this server stops; set console.users to keep a login)\n",
+            file=sys.stderr,
+            flush=True,
+        )
+    return config
+
+
 def serve(config: Config, *, host: str, port: int, threads: int, run_worker: bool) -> None:
     """Blocking: gunicorn master + one worker process serving the receiver."""
     from gunicorn.app.base import BaseApplication
+
+    if config.console is not None:
+        config = _console_ready(config, host, port)
 
     # Closed before gunicorn forks: a SQLite connection must not live on in the workers.
     migrator = Store(config.store)

@@ -66,7 +66,9 @@ def ingest(config_path: Path, bodies: list[tuple[str, bytes]], minutes_ago: int 
     try:
         received = utcnow() - timedelta(minutes=minutes_ago)
         return [
-            store.submit_many([request_record(config, source, body, received_at=received)])[0].event_id
+            store.submit_many([request_record(config, source, body, received_at=received)])[
+                0
+            ].event_id
             for source, body in bodies
         ]
     finally:
