@@ -467,6 +467,8 @@ class FakeHubSpot:
                     "message": "Could not get some CONTACT objects, they may be deleted or not "
                     "exist. Check that ids are valid.",
                     "context": {"ids": missing},
+                    "errors": [],
+                    "links": {},
                 }
             )
         return _batch_answer(200, results, errors, started)
