@@ -10,11 +10,9 @@ from __future__ import annotations
 from typing import Any
 
 import pytest
-from slack_sdk.errors import SlackObjectFormationError
-from slack_sdk.models.blocks import Block
 
 from tests.fakes.slack import FAKE_TOKEN, FakeSlack
-from tests.vendor_specs import SLACK, problems
+from tests.vendor_specs import SLACK, block_kit_problems, problems
 
 AUTH = {"Authorization": f"Bearer {FAKE_TOKEN}"}
 BLOCKS: list[dict[str, Any]] = [
@@ -34,19 +32,6 @@ def _post(fake: FakeSlack, **params: Any) -> Any:
     answer = fake.app.test_client().post("/api/chat.postMessage", json=params, headers=AUTH)
     assert answer.status_code == 200
     return answer.json
-
-
-def block_kit_problems(blocks: list[dict[str, Any]]) -> list[str]:
-    """What slack_sdk's Block Kit models refuse in `blocks` (limits, required parts)."""
-    found = []
-    for index, block in enumerate(blocks):
-        try:
-            parsed = Block.parse(block)
-            assert parsed is not None, block
-            parsed.validate_json()
-        except SlackObjectFormationError as error:
-            found.append(f"blocks/{index}: {error}")
-    return found
 
 
 def test_a_posted_message_answer_matches_the_spec() -> None:

@@ -52,7 +52,7 @@ JWT_AUDIENCES = ["https://login.salesforce.com", "https://test.salesforce.com"]
 _ID_PATTERN = re.compile(r"^[a-zA-Z0-9]{15}([a-zA-Z0-9]{3})?$")
 # INVALID_EMAIL_ADDRESS unless: a dot-atom local part of at most 64 characters and a domain
 # of non-empty labels (so no leading, trailing or consecutive dots anywhere).
-_EMAIL_PATTERN = re.compile(
+EMAIL_PATTERN = re.compile(
     r"^(?=[^@]{1,64}@)[A-Za-z0-9!#$%&'*+/=?^_`{|}~-]+(?:\.[A-Za-z0-9!#$%&'*+/=?^_`{|}~-]+)*"
     r"@(?:[A-Za-z0-9](?:[A-Za-z0-9-]*[A-Za-z0-9])?\.)+[A-Za-z]{2,}$"
 )
@@ -100,7 +100,7 @@ _TASK_STATUSES = ("Not Started", "In Progress", "Completed", "Waiting on someone
                   "Deferred")  # fmt: skip
 
 
-def _standard_lead_fields() -> list[FieldSpec]:
+def standard_lead_fields() -> list[FieldSpec]:
     return [
         FieldSpec("Id", "Lead ID", "id", 18, updateable=False),
         FieldSpec("Salutation", "Salutation", "picklist", 40, picklist=("Mr.", "Ms.", "Dr.")),
@@ -348,7 +348,7 @@ class FakeSalesforce:
 
     def __init__(self) -> None:
         self.lock = threading.Lock()
-        self.fields: dict[str, FieldSpec] = {f.name.lower(): f for f in _standard_lead_fields()}
+        self.fields: dict[str, FieldSpec] = {f.name.lower(): f for f in standard_lead_fields()}
         self.leads: dict[str, dict[str, Any]] = {}  # Id -> record (canonical field names)
         self._modified: dict[str, int] = {}  # Id -> modification sequence
         self._sequence = itertools.count(1)
@@ -537,7 +537,7 @@ class FakeSalesforce:
                     }
                 ]
         email = values.get("Email")
-        if isinstance(email, str) and email and not _EMAIL_PATTERN.match(email):
+        if isinstance(email, str) and email and not EMAIL_PATTERN.match(email):
             return [
                 {
                     "statusCode": "INVALID_EMAIL_ADDRESS",

@@ -1,7 +1,8 @@
 """Vendors' published response schemas, vendored as JSON Schema (each file names its source).
 
 `problems(file, definition, instance)` lists where `instance` breaks the named definition,
-so a contract test can show every mismatch at once.
+so a contract test can show every mismatch at once; `block_kit_problems(blocks)` lists what
+slack_sdk's Block Kit models (their limits and required parts) refuse in a message's blocks.
 """
 
 from __future__ import annotations
@@ -12,6 +13,8 @@ from pathlib import Path
 from typing import Any
 
 from jsonschema import Draft202012Validator
+from slack_sdk.errors import SlackObjectFormationError
+from slack_sdk.models.blocks import Block
 
 _HERE = Path(__file__).resolve().parent
 
@@ -35,3 +38,17 @@ def problems(file: str, definition: str, instance: Any) -> list[str]:
         f"{'/'.join(map(str, error.absolute_path)) or '<root>'}: {error.message}"
         for error in validator.iter_errors(instance)
     ]
+
+
+def block_kit_problems(blocks: list[dict[str, Any]]) -> list[str]:
+    found = []
+    for index, block in enumerate(blocks):
+        try:
+            parsed = Block.parse(block)
+            if parsed is None:
+                found.append(f"blocks/{index}: not a block")
+                continue
+            parsed.validate_json()
+        except SlackObjectFormationError as error:
+            found.append(f"blocks/{index}: {error}")
+    return found
