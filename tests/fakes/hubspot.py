@@ -63,7 +63,7 @@ NOTE_PROPERTIES = ("hs_note_body", "hs_timestamp", "hubspot_owner_id", "hs_attac
 NOTE_TO_CONTACT = 202
 BATCH_LIMIT = 100
 # HubSpot's INVALID_EMAIL: dot-atom local part (at most 64) and a domain of non-empty labels.
-_EMAIL = re.compile(
+EMAIL_PATTERN = re.compile(
     r"^(?=[^@]{1,64}@)[A-Za-z0-9!#$%&'*+/=?^_`{|}~-]+(?:\.[A-Za-z0-9!#$%&'*+/=?^_`{|}~-]+)*"
     r"@(?:[A-Za-z0-9](?:[A-Za-z0-9-]*[A-Za-z0-9])?\.)+[A-Za-z]{2,}$"
 )
@@ -384,7 +384,7 @@ class FakeHubSpot:
                     )
                 )
         email = properties.get("email") or (item["id"] if id_property == "email" else None)
-        if email is not None and not _EMAIL.match(str(email)):
+        if email is not None and not EMAIL_PATTERN.match(str(email)):
             invalid.append(_invalid("email", f"Email address {email} is invalid", "INVALID_EMAIL"))
         if invalid:
             problem = _error(
@@ -467,6 +467,8 @@ class FakeHubSpot:
                     "message": "Could not get some CONTACT objects, they may be deleted or not "
                     "exist. Check that ids are valid.",
                     "context": {"ids": missing},
+                    "errors": [],
+                    "links": {},
                 }
             )
         return _batch_answer(200, results, errors, started)

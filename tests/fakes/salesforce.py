@@ -8,7 +8,10 @@ Answers like the real REST API (shapes from the REST API Developer Guide):
 - OAuth 2.0 JWT bearer `POST /services/oauth2/token`: the assertion is verified (RS256,
   registered consumer key, known user, login/test audience, not expired); `invalid_grant`
   or `invalid_client_id` otherwise.
-- `GET .../sobjects/Lead/describe`, `POST .../sobjects/Lead/`, `GET|PATCH .../sobjects/Lead/<id>`.
+- `GET .../sobjects/Lead/describe` and `.../sobjects/Task/describe`: the fields with their
+  real types (string, email, phone, url, picklist, textarea, double, reference, boolean, ...),
+  lengths, picklist values and reference targets; `POST .../sobjects/Lead/`,
+  `GET|PATCH .../sobjects/Lead/<id>`.
 - `GET .../query?q=` for `SELECT f, ... FROM Lead [WHERE c [AND c]*] [ORDER BY f [ASC|DESC]]
   [LIMIT n]` with `f = literal` and `f IN (literal, ...)` conditions; string literals use
   SOQL escapes, so an unescaped quote is a MALFORMED_QUERY, as on the real server.
@@ -47,14 +50,13 @@ COLLECTION_LIMIT = 200
 SOAP_NS = "urn:partner.soap.sforce.com"
 JWT_AUDIENCES = ["https://login.salesforce.com", "https://test.salesforce.com"]
 _ID_PATTERN = re.compile(r"^[a-zA-Z0-9]{15}([a-zA-Z0-9]{3})?$")
-_EMAIL_PATTERN = re.compile(r"^[^@\s]+@[^@\s]+\.[^@\s]+$")
+# INVALID_EMAIL_ADDRESS unless: a dot-atom local part of at most 64 characters and a domain
+# of non-empty labels (so no leading, trailing or consecutive dots anywhere).
+EMAIL_PATTERN = re.compile(
+    r"^(?=[^@]{1,64}@)[A-Za-z0-9!#$%&'*+/=?^_`{|}~-]+(?:\.[A-Za-z0-9!#$%&'*+/=?^_`{|}~-]+)*"
+    r"@(?:[A-Za-z0-9](?:[A-Za-z0-9-]*[A-Za-z0-9])?\.)+[A-Za-z]{2,}$"
+)
 _DATE_PATTERN = re.compile(r"^\d{4}-\d{2}-\d{2}$")
-_TASK_FIELDS = frozenset(
-    {"WhoId", "WhatId", "Subject", "Description", "Status", "Priority", "ActivityDate"}
-)
-_TASK_STATUSES = frozenset(
-    {"Not Started", "In Progress", "Completed", "Waiting on someone else", "Deferred"}
-)
 
 
 @dataclass
@@ -66,8 +68,11 @@ class FieldSpec:
     required: bool = False
     updateable: bool = True
     external_id: bool = False
+    picklist: tuple[str, ...] = ()
+    reference_to: tuple[str, ...] = ()
 
     def describe(self) -> dict[str, Any]:
+        """The field's entry in an sObject describe (the keys the REST API always sends)."""
         return {
             "name": self.name,
             "label": self.label,
@@ -78,32 +83,75 @@ class FieldSpec:
             "updateable": self.updateable,
             "externalId": self.external_id,
             "idLookup": self.external_id or self.name in ("Id", "Email"),
+            "picklistValues": [
+                {"active": True, "defaultValue": False, "label": value, "value": value}
+                for value in self.picklist
+            ],
+            "referenceTo": list(self.reference_to),
         }
 
 
-def _standard_lead_fields() -> list[FieldSpec]:
-    text = [
-        ("FirstName", "First Name", 40),
-        ("LastName", "Last Name", 80),
-        ("Company", "Company", 255),
-        ("Title", "Title", 128),
-        ("Phone", "Phone", 40),
-        ("City", "City", 40),
-        ("Website", "Website", 255),
-        ("LeadSource", "Lead Source", 255),
-        ("Status", "Lead Status", 255),
-        ("Description", "Description", 32000),
-    ]
-    fields = [FieldSpec(name, label, "string", length) for name, label, length in text]
-    fields += [
-        FieldSpec("Email", "Email", "email", 80),
+# Field types and lengths from the Lead and Task object references (Salesforce Object
+# Reference) and their describe answers: `length` is in UTF-16 units, 0 for non-text types.
+_LEAD_STATUSES = ("Open - Not Contacted", "Working - Contacted", "Closed - Converted",
+                  "Closed - Not Converted")  # fmt: skip
+_LEAD_SOURCES = ("Web", "Phone Inquiry", "Partner Referral", "Purchased List", "Other")
+_TASK_STATUSES = ("Not Started", "In Progress", "Completed", "Waiting on someone else",
+                  "Deferred")  # fmt: skip
+
+
+def standard_lead_fields() -> list[FieldSpec]:
+    return [
         FieldSpec("Id", "Lead ID", "id", 18, updateable=False),
+        FieldSpec("Salutation", "Salutation", "picklist", 40, picklist=("Mr.", "Ms.", "Dr.")),
+        FieldSpec("FirstName", "First Name", "string", 40),
+        FieldSpec("LastName", "Last Name", "string", 80, required=True),
+        FieldSpec("Company", "Company", "string", 255, required=True),
+        FieldSpec("Title", "Title", "string", 128),
+        FieldSpec("Email", "Email", "email", 80),
+        FieldSpec("Phone", "Phone", "phone", 40),
+        FieldSpec("MobilePhone", "Mobile Phone", "phone", 40),
+        FieldSpec("Street", "Street", "textarea", 255),
+        FieldSpec("City", "City", "string", 40),
+        FieldSpec("State", "State/Province", "string", 80),
+        FieldSpec("PostalCode", "Zip/Postal Code", "string", 20),
+        FieldSpec("Country", "Country", "string", 80),
+        FieldSpec("Latitude", "Latitude", "double"),
+        FieldSpec("Longitude", "Longitude", "double"),
+        FieldSpec("Website", "Website", "url", 255),
+        FieldSpec("LeadSource", "Lead Source", "picklist", 255, picklist=_LEAD_SOURCES),
+        FieldSpec("Status", "Lead Status", "picklist", 255, picklist=_LEAD_STATUSES),
+        FieldSpec("NumberOfEmployees", "Employees", "int"),
+        FieldSpec("AnnualRevenue", "Annual Revenue", "currency"),
+        FieldSpec("HasOptedOutOfEmail", "Email Opt Out", "boolean"),
+        FieldSpec("Description", "Description", "textarea", 32000),
+        FieldSpec("OwnerId", "Owner ID", "reference", 18, reference_to=("Group", "User")),
         FieldSpec("IsConverted", "Converted", "boolean", updateable=False),
         FieldSpec("LastModifiedDate", "Last Modified Date", "datetime", updateable=False),
     ]
-    for spec in fields:
-        spec.required = spec.name in ("LastName", "Company")
-    return fields
+
+
+TASK_FIELDS: dict[str, FieldSpec] = {
+    spec.name: spec
+    for spec in [
+        FieldSpec("Id", "Activity ID", "id", 18, updateable=False),
+        FieldSpec("WhoId", "Name ID", "reference", 18, reference_to=("Contact", "Lead")),
+        FieldSpec("WhatId", "Related To ID", "reference", 18, reference_to=("Account",)),
+        FieldSpec("Subject", "Subject", "combobox", 255),
+        FieldSpec("Description", "Description", "textarea", 32000),
+        FieldSpec("Status", "Status", "picklist", 40, required=True, picklist=_TASK_STATUSES),
+        FieldSpec(
+            "Priority",
+            "Priority",
+            "picklist",
+            40,
+            required=True,
+            picklist=("High", "Normal", "Low"),
+        ),
+        FieldSpec("ActivityDate", "Due Date Only", "date"),
+        FieldSpec("OwnerId", "Assigned To ID", "reference", 18, reference_to=("User",)),
+    ]
+}
 
 
 @dataclass
@@ -300,7 +348,7 @@ class FakeSalesforce:
 
     def __init__(self) -> None:
         self.lock = threading.Lock()
-        self.fields: dict[str, FieldSpec] = {f.name.lower(): f for f in _standard_lead_fields()}
+        self.fields: dict[str, FieldSpec] = {f.name.lower(): f for f in standard_lead_fields()}
         self.leads: dict[str, dict[str, Any]] = {}  # Id -> record (canonical field names)
         self._modified: dict[str, int] = {}  # Id -> modification sequence
         self._sequence = itertools.count(1)
@@ -489,7 +537,7 @@ class FakeSalesforce:
                     }
                 ]
         email = values.get("Email")
-        if isinstance(email, str) and email and not _EMAIL_PATTERN.match(email):
+        if isinstance(email, str) and email and not EMAIL_PATTERN.match(email):
             return [
                 {
                     "statusCode": "INVALID_EMAIL_ADDRESS",
@@ -502,7 +550,7 @@ class FakeSalesforce:
         return []
 
     def _check_task_fields(self, record: dict[str, Any]) -> None:
-        unknown = [k for k in record if k != "attributes" and k not in _TASK_FIELDS]
+        unknown = [k for k in record if k != "attributes" and k not in TASK_FIELDS]
         if unknown:
             raise _RequestError(
                 400, "INVALID_FIELD", f"No such column '{unknown[0]}' on sobject of type Task"
@@ -531,9 +579,9 @@ class FakeSalesforce:
                 f"Status: bad value for restricted picklist field: {record.get('Status')}",
                 ["Status"],
             )
-        for name, limit in (("Subject", 255), ("Description", 32000)):
-            value = record.get(name)
-            if isinstance(value, str) and _utf16_len(value) > limit:
+        for name, value in record.items():
+            limit = TASK_FIELDS[name].length if name in TASK_FIELDS else 0
+            if isinstance(value, str) and limit and _utf16_len(value) > limit:
                 return _failure(
                     "STRING_TOO_LONG",
                     f"{name}: data value too large: {value[:40]}... (max length={limit})",
@@ -681,7 +729,7 @@ class FakeSalesforce:
                     createable=self.tasks_createable,
                     updateable=self.tasks_createable,
                     queryable=True,
-                    fields=[{"name": name} for name in sorted(_TASK_FIELDS)],
+                    fields=[spec.describe() for spec in TASK_FIELDS.values()],
                 )
             self._check_sobject(sobject)
             return jsonify(
