@@ -8,12 +8,12 @@ reuses a built-in name, the built-in wins.
 
 from __future__ import annotations
 
-from importlib.metadata import EntryPoint, entry_points
+from importlib.metadata import EntryPoint
 
 from leadrelay.core.delivery.contract import Connector
+from leadrelay.core.plugins import entry_points_by_name
 
 ENTRY_POINT_GROUP = "leadrelay.connectors"
-_BUILTIN_DISTRIBUTION = "leadrelay"
 
 
 class UnknownConnectorType(LookupError):
@@ -21,12 +21,7 @@ class UnknownConnectorType(LookupError):
 
 
 def _entry_points() -> dict[str, EntryPoint]:
-    found: dict[str, EntryPoint] = {}
-    for ep in entry_points(group=ENTRY_POINT_GROUP):
-        builtin = ep.dist is not None and ep.dist.name == _BUILTIN_DISTRIBUTION
-        if builtin or ep.name not in found:
-            found[ep.name] = ep
-    return found
+    return entry_points_by_name(ENTRY_POINT_GROUP)
 
 
 def available_types() -> list[str]:

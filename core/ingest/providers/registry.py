@@ -7,14 +7,12 @@ built-in name, the built-in wins.
 
 from __future__ import annotations
 
-import functools
-import sys
-from importlib.metadata import EntryPoint, entry_points
+from importlib.metadata import EntryPoint
 
 from leadrelay.core.ingest.providers.base import Provider, ProviderOptions
+from leadrelay.core.plugins import entry_points_by_name
 
 ENTRY_POINT_GROUP = "leadrelay.providers"
-_BUILTIN_DISTRIBUTION = "leadrelay"
 
 
 class UnknownProvider(LookupError):
@@ -22,19 +20,7 @@ class UnknownProvider(LookupError):
 
 
 def _entry_points() -> dict[str, EntryPoint]:
-    return _entry_points_on(tuple(sys.path))
-
-
-# Scanning every installed distribution takes milliseconds and validating one source asks
-# several times. `path` is the cache key: a plugin put on sys.path later is still found.
-@functools.lru_cache(maxsize=4)
-def _entry_points_on(path: tuple[str, ...]) -> dict[str, EntryPoint]:
-    found: dict[str, EntryPoint] = {}
-    for ep in entry_points(group=ENTRY_POINT_GROUP):
-        builtin = ep.dist is not None and ep.dist.name == _BUILTIN_DISTRIBUTION
-        if builtin or ep.name not in found:
-            found[ep.name] = ep
-    return found
+    return entry_points_by_name(ENTRY_POINT_GROUP)
 
 
 def available_providers() -> list[str]:
