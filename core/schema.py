@@ -42,9 +42,14 @@ class Activity(_Model):
 
 
 class Lead(_Model):
-    """A person, as far as the provider told us. Unknown fields are None, never ""."""
+    """A person, as far as the provider told us. Unknown fields are None, never "".
+
+    `key` is the person's stable identity and `identities` every identifier the store
+    knew for the person when the event arrived (docs/design.md, "One lead schema").
+    """
 
     key: str
+    identities: list[str] = Field(default_factory=list)
     provider_lead_id: str | None = None
     email: str | None = None
     first_name: str | None = None
@@ -106,6 +111,30 @@ def lead_key(
     if provider_lead_id:
         return f"{provider}:{provider_lead_id}"
     return None
+
+
+def lead_identifiers(lead: Lead, *, source: str, provider: str) -> tuple[str, ...]:
+    """The identifiers that tie an event to a person, strongest match first.
+
+    Strength decides which person an event belongs to when its identifiers name two:
+    the provider's own lead id (qualified by source: two accounts of one provider number
+    their leads independently), then email, LinkedIn, GitHub. An email can be reused by
+    another person far less often than a provider would reuse its own id.
+    """
+    found = []
+    if lead.provider_lead_id:
+        found.append(provider_lead_identifier(provider, lead.provider_lead_id, source))
+    if lead.email and lead.email.strip():
+        found.append(f"email:{lead.email.strip().lower()}")
+    if lead.linkedin_username and lead.linkedin_username.strip():
+        found.append(f"linkedin:{lead.linkedin_username.strip().lower()}")
+    if lead.github_username and lead.github_username.strip():
+        found.append(f"github:{lead.github_username.strip().lower()}")
+    return tuple(found)
+
+
+def provider_lead_identifier(provider: str, provider_lead_id: str, source: str) -> str:
+    return f"{provider}:{provider_lead_id}@{source}"
 
 
 def event_id_for(source: str, idempotency_key: str) -> str:

@@ -26,6 +26,7 @@ from leadrelay.core.app.cli_common import (
 from leadrelay.core.app.cli_output import json_default, plural, print_sample_results
 from leadrelay.core.app.cli_queue import deliveries, enable, events, replay
 from leadrelay.core.app.config import Config, ConfigError
+from leadrelay.core.app.identity_cli import forget, identities
 from leadrelay.core.app.safety import startup_warnings
 from leadrelay.core.app.store_access import StoreProblem, open_existing
 from leadrelay.core.ingest.settings import unsigned_sources
@@ -382,5 +383,5 @@ if __name__ == "__main__":
     entry()
 
 
-for command in (events, deliveries, replay, enable):
+for command in (events, deliveries, replay, enable, identities, forget):
     main.add_command(command)

@@ -58,6 +58,7 @@ def events(
             "provider_event",
             "lead_key",
             "reason",
+            "identity_conflict",
         ],
         as_json,
     )

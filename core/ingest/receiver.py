@@ -26,7 +26,7 @@ from leadrelay.core.ingest.providers import Ignored, Parsed, SignatureError, Unr
 from leadrelay.core.ingest.providers.base import ParseResult
 from leadrelay.core.ingest.settings import ReceiverConfig, unsigned_sources
 from leadrelay.core.logs import fields
-from leadrelay.core.schema import event_id_for
+from leadrelay.core.schema import event_id_for, lead_identifiers
 from leadrelay.core.store.store import (
     IncomingEvent,
     Store,
@@ -191,6 +191,12 @@ def record_for(
                 type=lead_event.type,
                 provider_event=_clean(lead_event.provider_event, 128),
                 lead_key=_clean(lead_event.lead.key, 320),
+                identifiers=tuple(
+                    _clean(identifier, 400) or ""
+                    for identifier in lead_identifiers(
+                        lead_event.lead, source=source, provider=provider
+                    )
+                ),
                 occurred_at=lead_event.occurred_at,
                 normalized=normalized,
                 # Connectors disabled at run time (a 410) still get delivery rows:

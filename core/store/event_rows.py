@@ -15,6 +15,7 @@ from sqlalchemy import Connection
 
 from leadrelay.core.store.backend import Backend
 from leadrelay.core.store.bulk_insert import BulkInsert
+from leadrelay.core.store.identity_map import Claim, IdentityMap
 from leadrelay.core.store.records import IncomingEvent, IngestResult
 from leadrelay.core.store.tables import dedup_keys, deliveries, events
 
@@ -26,6 +27,9 @@ class PreparedEvent(NamedTuple):
     key_row: tuple[Any, ...]
     event_row: tuple[Any, ...]
     delivery_rows: tuple[tuple[Any, ...], ...]
+    # Who the event is about, resolved to a person in `insert` (None: nothing to resolve).
+    claim: Claim | None
+    prepared_at: datetime
 
 
 class GroupInsert(NamedTuple):
@@ -45,6 +49,7 @@ class EventRows:
             suffix=backend.dedup_insert_suffix,
         )
         self._events = BulkInsert(events, _EVENT_COLUMNS, dialect)
+        self._identity_map = IdentityMap(dialect)
         self._deliveries = BulkInsert(
             deliveries,
             (
@@ -72,6 +77,10 @@ class EventRows:
                 self._deliveries.bind((record.event_id, name, "pending", 0, now, now, now))
                 for name in record.connectors
             ),
+            claim=Claim(record.event_id, record.lead_key, record.identifiers, record.received_at)
+            if record.identifiers and record.lead_key
+            else None,
+            prepared_at=now,
         )
 
     def insert(self, conn: Connection, records: Sequence[PreparedEvent]) -> GroupInsert:
@@ -93,7 +102,11 @@ class EventRows:
         )
         rows = [row for n in fresh for row in unique[n].delivery_rows]
         if fresh:
-            self._events.execute(conn, [unique[n].event_row for n in fresh])
+            new_records = [unique[n] for n in fresh]
+            event_rows = [record.event_row for record in new_records]
+            conflicts = self._resolve_persons(conn, new_records, event_rows)
+            self._events.execute(conn, event_rows)
+            self._identity_map.record_conflicts(conn, conflicts)
             if rows:
                 self._deliveries.execute(conn, rows)
                 self._backend.notify(conn)
@@ -105,6 +118,23 @@ class EventRows:
             ],
             new_deliveries=bool(rows),
         )
+
+    def _resolve_persons(
+        self,
+        conn: Connection,
+        stored: Sequence[PreparedEvent],
+        event_rows: list[tuple[Any, ...]],
+    ) -> list[tuple[Any, ...]]:
+        """Give each event its person's key and identities (patched into `event_rows`);
+        returns the identity conflicts, to record once the events exist."""
+        at = [k for k, record in enumerate(stored) if record.claim is not None]
+        claims = [claim for record in stored if (claim := record.claim) is not None]
+        if not claims:
+            return []
+        resolution = self._identity_map.resolve(conn, claims, stored[0].prepared_at)
+        for k, person in zip(at, resolution.resolved, strict=True):
+            event_rows[k] = _with_person(event_rows[k], person.key, person.identities_json)
+        return resolution.conflicts
 
 
 _EVENT_COLUMNS = (
@@ -121,8 +151,19 @@ _EVENT_COLUMNS = (
     "body",
     "headers",
     "normalized",
+    "identities",
     "reason",
 )
+_LEAD_KEY_AT = _EVENT_COLUMNS.index("lead_key")
+_IDENTITIES_AT = _EVENT_COLUMNS.index("identities")
+
+
+def _with_person(row: tuple[Any, ...], key: str, identities_json: str) -> tuple[Any, ...]:
+    # Both columns hold text, which binds as it is: the bound row can be patched in place.
+    patched = list(row)
+    patched[_LEAD_KEY_AT] = key
+    patched[_IDENTITIES_AT] = identities_json
+    return tuple(patched)
 
 
 def _event_row(r: IncomingEvent) -> tuple[Any, ...]:
@@ -140,5 +181,6 @@ def _event_row(r: IncomingEvent) -> tuple[Any, ...]:
         r.body,
         json.dumps(r.headers),
         r.normalized,
+        None,
         r.reason,
     )

@@ -11,7 +11,7 @@ from sqlalchemy import Connection, func, select
 
 from leadrelay.core.schema import LeadEvent
 from leadrelay.core.store.records import DeliveryFilter, EventFilter, load_lead_event
-from leadrelay.core.store.tables import attempts, deliveries, events
+from leadrelay.core.store.tables import attempts, deliveries, events, identity_conflicts
 
 
 class StoreQueries(ABC):
@@ -41,7 +41,20 @@ class StoreQueries(ABC):
             query = query.where(events.c.received_at < f.until)
         query = query.order_by(events.c.received_at.desc(), events.c.event_id).limit(f.limit)
         with self._read() as conn:
-            return [dict(row._mapping) for row in conn.execute(query)]
+            rows = [dict(row._mapping) for row in conn.execute(query)]
+            conflicts: dict[str, list[str]] = {}
+            for conflict in conn.execute(
+                select(identity_conflicts)
+                .where(identity_conflicts.c.event_id.in_([row["event_id"] for row in rows]))
+                .order_by(identity_conflicts.c.identifier)
+            ):
+                conflicts.setdefault(conflict.event_id, []).append(
+                    f"{conflict.identifier} is {conflict.other_key}'s"
+                )
+        for row in rows:
+            found = conflicts.get(row["event_id"])
+            row["identity_conflict"] = "; ".join(found) if found else None
+        return rows
 
     def get_event(self, event_id: str) -> dict[str, Any] | None:
         with self._read() as conn:
@@ -117,7 +130,9 @@ class StoreQueries(ABC):
     ) -> list[LeadEvent]:
         """Stored accepted events with no delivery to `connector`, in received order."""
         has_one = select(deliveries.c.event_id).where(deliveries.c.connector == connector)
-        query = select(events.c.normalized, events.c.body).where(
+        query = select(
+            events.c.normalized, events.c.body, events.c.lead_key, events.c.identities
+        ).where(
             events.c.status == "accepted",
             events.c.normalized.is_not(None),
             events.c.event_id.not_in(has_one),
@@ -130,4 +145,7 @@ class StoreQueries(ABC):
             query = query.where(events.c.type == event_type)
         query = query.order_by(events.c.received_at, events.c.event_id)
         with self._read() as conn:
-            return [load_lead_event(row.normalized, row.body) for row in conn.execute(query)]
+            return [
+                load_lead_event(row.normalized, row.body, row.lead_key, row.identities)
+                for row in conn.execute(query)
+            ]

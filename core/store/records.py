@@ -38,6 +38,9 @@ class IncomingEvent:
     normalized: str | None = None
     reason: str | None = None
     connectors: tuple[str, ...] = ()
+    # The lead's identifiers, strongest match first (`schema.lead_identifiers`): the
+    # store joins the event to the person they name, whose key replaces `lead_key`.
+    identifiers: tuple[str, ...] = ()
 
 
 @dataclass(frozen=True)
@@ -109,9 +112,21 @@ class DeliveryFilter:
     limit: int = 100
 
 
-def load_lead_event(normalized: str, body: bytes) -> LeadEvent:
+def load_lead_event(
+    normalized: str,
+    body: bytes,
+    lead_key: str | None = None,
+    identities: str | None = None,
+) -> LeadEvent:
+    """The stored event, with the person's key and identities the store resolved."""
     data = json.loads(normalized)
     data["raw"] = json.loads(body)
+    lead = data.get("lead")
+    if isinstance(lead, dict):
+        if lead_key:
+            lead["key"] = lead_key
+        if identities:
+            lead["identities"] = json.loads(identities)
     return LeadEvent.model_validate(data)
 
 

@@ -1,4 +1,5 @@
-"""Retention: payloads and delivery history go after `retention`, dedup keys after theirs.
+"""Retention: payloads and delivery history go after `retention`, dedup keys and idle
+persons' identity entries after `dedup_retention`.
 
 Events with a delivery still pending are kept whatever their age, and a dedup key outlives
 its event's payload (`dedup_retention`), so a provider replaying an old signed body is
@@ -11,6 +12,7 @@ from datetime import datetime, timedelta
 
 from sqlalchemy import Connection, delete, select
 
+from leadrelay.core.store.identity_admin import purge_identities
 from leadrelay.core.store.tables import attempts, dedup_keys, deliveries, events
 
 
@@ -46,4 +48,5 @@ def purge_old_rows(
         "deliveries": n_deliveries,
         "attempts": n_attempts,
         "dedup_keys": n_keys,
+        "identities": purge_identities(conn, now, dedup_retention),
     }

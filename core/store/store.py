@@ -43,6 +43,7 @@ from leadrelay.core.store.backend import Backend, Listener
 from leadrelay.core.store.bulk_insert import BulkInsert
 from leadrelay.core.store.event_rows import EventRows, PreparedEvent
 from leadrelay.core.store.group_commit import GroupCommitter
+from leadrelay.core.store.identity_admin import IdentityAdmin, UnknownPerson
 from leadrelay.core.store.postgres import PostgresBackend
 from leadrelay.core.store.queries import StoreQueries
 from leadrelay.core.store.records import (
@@ -83,6 +84,7 @@ __all__ = [
     "LeasedDelivery",
     "Store",
     "StoreUnavailable",
+    "UnknownPerson",
     "UnloadableDelivery",
     "dump_normalized",
     "load_lead_event",
@@ -109,7 +111,7 @@ def make_engine(url: str) -> Engine:
     return _backend_class(url).create_engine(url)
 
 
-class Store(StoreQueries):
+class Store(StoreQueries, IdentityAdmin):
     def __init__(self, url: str, engine: Engine | None = None, *, max_group: int = 500) -> None:
         self.url = url
         self._backend = _backend_class(url)(url, engine)
@@ -296,9 +298,13 @@ class Store(StoreQueries):
             loaded = {
                 row.event_id: row
                 for row in conn.execute(
-                    select(events.c.event_id, events.c.normalized, events.c.body).where(
-                        events.c.event_id.in_({row.event_id for row in claimed})
-                    )
+                    select(
+                        events.c.event_id,
+                        events.c.normalized,
+                        events.c.body,
+                        events.c.lead_key,
+                        events.c.identities,
+                    ).where(events.c.event_id.in_({row.event_id for row in claimed}))
                 )
             }
         out: list[LeasedDelivery] = []
@@ -306,9 +312,10 @@ class Store(StoreQueries):
             stored = loaded[row.event_id]
             leased = (row.id, row.event_id, connector, row.attempts, row.created_at)
             try:
-                out.append(
-                    ClaimedDelivery(*leased, load_lead_event(stored.normalized, stored.body))
+                event = load_lead_event(
+                    stored.normalized, stored.body, stored.lead_key, stored.identities
                 )
+                out.append(ClaimedDelivery(*leased, event))
             except ValueError as exc:
                 out.append(UnloadableDelivery(*leased, load_error(exc)))
         return out
@@ -530,7 +537,8 @@ class Store(StoreQueries):
     def purge(
         self, now: datetime, retention: timedelta, dedup_retention: timedelta
     ) -> dict[str, int]:
-        """Delete payloads and history older than `retention`, dedup keys after theirs.
+        """Delete payloads and history older than `retention`, dedup keys after theirs,
+        and persons (identity entries) `dedup_retention` after their last event.
 
         Events with a delivery still pending are kept whatever their age.
         """

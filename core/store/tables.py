@@ -7,6 +7,10 @@
 - `attempts` is the delivery history, one row per try.
 - `connector_state` records connectors disabled at run time (a webhook answered 410).
 - `housekeeping` records when periodic jobs (the retention purge) last ran.
+- `persons`, `identities` and `identity_conflicts` are the identity map: which
+  identifiers (emails, LinkedIn and GitHub usernames, provider lead ids) are one person,
+  and events whose identifiers named two people. Kept for `dedup_retention` after the
+  person's last event, like the dedup keys.
 """
 
 from __future__ import annotations
@@ -81,8 +85,13 @@ events = Table(
     Column("headers", Text),
     # LeadEvent as JSON without `raw` (rebuilt from `body`), for accepted events.
     Column("normalized", Text),
+    # The person's identifiers when the event arrived (JSON list). With `lead_key` it
+    # replaces the lead's key and identities in `normalized` when the event is loaded:
+    # both are known only in the group commit, after `normalized` was serialized.
+    Column("identities", Text),
     Column("reason", Text),
     Index("ix_events_received_at", "received_at"),
+    Index("ix_events_lead_key", "lead_key"),
     Index("ix_events_source_status", "source", "status"),
 )
 
@@ -151,4 +160,42 @@ housekeeping = Table(
     metadata,
     Column("task", String(32), primary_key=True),
     Column("last_run_at", UTCDateTime, nullable=False),
+)
+
+# One row per person: the key every event of the person carries, and when its last
+# event arrived (the identity entries expire `dedup_retention` after it).
+persons = Table(
+    "persons",
+    metadata,
+    Column("person_key", String(320), primary_key=True),
+    Column("created_at", UTCDateTime, nullable=False),
+    Column("last_event_at", UTCDateTime, nullable=False, index=True),
+)
+
+# Identifier (`email:<addr>`, `linkedin:<user>`, `github:<user>`,
+# `<provider>:<lead id>@<source>`) → the person it belongs to. The primary key makes an
+# identifier one person's, however many transactions add it at once.
+identities = Table(
+    "identities",
+    metadata,
+    Column("identifier", String(400), primary_key=True),
+    Column("person_key", String(320), nullable=False, index=True),
+    Column("first_seen_at", UTCDateTime, nullable=False),
+)
+
+# An event whose identifiers belonged to two people: it kept `kept_key` (its strongest
+# match), and `identifier` stayed with `other_key`.
+identity_conflicts = Table(
+    "identity_conflicts",
+    metadata,
+    Column(
+        "event_id",
+        String(40),
+        ForeignKey("events.event_id", ondelete="CASCADE"),
+        primary_key=True,
+    ),
+    Column("identifier", String(400), primary_key=True),
+    Column("kept_key", String(320), nullable=False, index=True),
+    Column("other_key", String(320), nullable=False, index=True),
+    Column("recorded_at", UTCDateTime, nullable=False),
 )

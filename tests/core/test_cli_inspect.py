@@ -177,6 +177,7 @@ def test_events_table(populated: Populated) -> None:
         "PROVIDER_EVENT",
         "LEAD_KEY",
         "REASON",
+        "IDENTITY_CONFLICT",
     ]
     assert len(lines) == 1
     assert lines[0].startswith(populated.quarantined)

@@ -382,7 +382,7 @@ def test_purge_keeps_pending_work_and_dedup_keys_outlive_payloads(sqlite_url: st
     assert delivery_of(store, waiting)["status"] == "pending"
 
     counts = store.purge(clock() + timedelta(days=31), timedelta(days=30), timedelta(days=365))
-    assert counts == {"events": 1, "deliveries": 1, "attempts": 1, "dedup_keys": 0}
+    assert counts == {"events": 1, "deliveries": 1, "attempts": 1, "dedup_keys": 0, "identities": 0}
     assert store.get_event(done) is None
     assert store.get_event(waiting) is not None
     # A provider replaying the old signed body a month later is still a duplicate.
@@ -390,7 +390,8 @@ def test_purge_keeps_pending_work_and_dedup_keys_outlive_payloads(sqlite_url: st
     assert store.get_event(done) is None
 
     counts = store.purge(clock() + timedelta(days=366), timedelta(days=30), timedelta(days=365))
-    # `done`'s key goes; `waiting` is still stored (pending), so its key must stay.
-    assert counts == {"events": 0, "deliveries": 0, "attempts": 0, "dedup_keys": 1}
+    # `done`'s key and person (lead id, email, GitHub) go; `waiting` is still stored
+    # (pending), so its key and person must stay.
+    assert counts == {"events": 0, "deliveries": 0, "attempts": 0, "dedup_keys": 1, "identities": 3}
     assert ingest(config, store, 2) == waiting
     store.close()
