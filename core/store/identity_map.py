@@ -195,8 +195,13 @@ class IdentityMap:
                     held[key].append(identifier)
         out = []
         for claim, key in zip(claims, keys, strict=True):
+            # Oldest first, and within one event by name, as `find_person` lists them.
             held[key].extend(
-                i for i in claim.identifiers if plan.joins.get(i) == key and i not in held[key]
+                sorted(
+                    i
+                    for i in claim.identifiers
+                    if plan.joins.get(i) == key and i not in held[key]
+                )
             )
             out.append(Resolved(key, json.dumps(held[key])))
         return out
