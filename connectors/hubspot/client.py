@@ -27,6 +27,7 @@ NOTE_TO_CONTACT = 202  # HubSpot-defined association type id, note -> contact
 
 UPSERT_PATH = "/crm/v3/objects/contacts/batch/upsert"
 READ_PATH = "/crm/v3/objects/contacts/batch/read"
+UPDATE_PATH = "/crm/v3/objects/contacts/batch/update"
 ARCHIVE_PATH = "/crm/v3/objects/contacts/batch/archive"
 NOTES_PATH = "/crm/v3/objects/notes/batch/create"
 CONTACTS_PATH = "/crm/v3/objects/contacts"
@@ -97,6 +98,11 @@ class HubSpotApi:
         body = self.upsert_body(chunk)
         return self.call(lambda **kw: self._contacts_batch.upsert(body, **kw))
 
+    def update(self, chunk: list[ContactInput]) -> Reply:
+        """Update contacts known by their HubSpot id (`RECORD_ID` identities)."""
+        body = self.update_body(chunk)
+        return self.call(lambda **kw: self._contacts_batch.update(body, **kw))
+
     def create_notes(self, chunk: list[NoteInput]) -> Reply:
         body = self.notes_body(chunk)
         return self.call(lambda **kw: self._notes_batch.create(body, **kw))
@@ -120,6 +126,22 @@ class HubSpotApi:
             inputs=[
                 hs_contacts.SimplePublicObjectBatchInputUpsert(
                     id_property=contact.identity.id_property,
+                    id=contact.identity.value,
+                    properties=contact.properties,
+                    object_write_trace_id=contact.trace,
+                    local_vars_configuration=config,
+                )
+                for contact in chunk
+            ],
+            local_vars_configuration=config,
+        )
+
+    def update_body(self, chunk: list[ContactInput]) -> Any:
+        # By record id, so no idProperty: HubSpot refuses hs_object_id as one.
+        config = self._contacts_config
+        return hs_contacts.BatchInputSimplePublicObjectBatchInput(
+            inputs=[
+                hs_contacts.SimplePublicObjectBatchInput(
                     id=contact.identity.value,
                     properties=contact.properties,
                     object_write_trace_id=contact.trace,

@@ -24,6 +24,7 @@ from leadrelay.connectors.hubspot.client import (
     StopSending,
 )
 from leadrelay.connectors.hubspot.mapping import (
+    RECORD_ID,
     ArchivePlan,
     ContactInput,
     ContactMapper,
@@ -145,6 +146,7 @@ class HubSpotConnector(Connector[HubSpotOptions]):
         indices: list[int],
         outcomes: dict[int, Outcome],
     ) -> None:
+        plans = self._found_by_earlier_emails(plans, indices)
         # One input per contact: HubSpot refuses a batch that names one id twice.
         inputs: dict[tuple[str, str], ContactInput] = {}
         for index in indices:
@@ -164,12 +166,11 @@ class HubSpotConnector(Connector[HubSpotOptions]):
         settled: dict[str, Settled] = {}
         stopped: StopSending | None = None
         try:
-            for group in by_property.values():
+            for id_property, group in by_property.items():
+                write = self._api.update if id_property == RECORD_ID else self._api.upsert
                 for chunk in chunks(group, BATCH_LIMIT):
-                    reply = self._api.upsert(chunk)
-                    settled.update(
-                        settle(self._api, chunk, reply, self._api.upsert, self._read_upserts)
-                    )
+                    reply = write(chunk)
+                    settled.update(settle(self._api, chunk, reply, write, self._read_upserts))
         except StopSending as stop:
             stopped = stop
 
@@ -214,6 +215,41 @@ class HubSpotConnector(Connector[HubSpotOptions]):
                     )
                 else:
                     outcomes[note.event_index] = note_result.outcome
+
+    def _found_by_earlier_emails(self, plans: Sequence[Plan], indices: list[int]) -> list[Plan]:
+        """`plans`, where a lead whose email changed is sent to the contact made under an
+        earlier email (by its HubSpot id) when none has the current one yet.
+
+        Upserting by the new email alone would make a second contact for the person.
+        """
+        changed = [
+            i for i in indices if isinstance(plans[i], UpsertPlan) and plans[i].previous_emails
+        ]
+        if not changed:
+            return list(plans)
+        wanted: dict[str, Identity] = {}
+        for index in changed:
+            plan = plans[index]
+            assert isinstance(plan, UpsertPlan)
+            for email in (plan.identity.value, *plan.previous_emails):
+                identity = Identity("email", email)
+                wanted.setdefault(identity.match_key, identity)
+        found: dict[tuple[str, str], str] = {}
+        for chunk in chunks(list(wanted.values()), BATCH_LIMIT):
+            found.update(self._find_contacts(chunk, {}))
+        relinked = list(plans)
+        for index in changed:
+            plan = plans[index]
+            assert isinstance(plan, UpsertPlan)
+            if ("email", plan.identity.match_key) in found:
+                continue
+            earlier = (
+                found.get(("email", Identity("email", e).match_key)) for e in plan.previous_emails
+            )
+            record_id = next((r for r in earlier if r is not None), None)
+            if record_id is not None:
+                relinked[index] = UpsertPlan(Identity(RECORD_ID, record_id), plan.properties)
+        return relinked
 
     def _read_upserts(self, chunk: list[ContactInput], reply: Reply) -> dict[str, Settled]:
         by_trace = {contact.trace: contact for contact in chunk}

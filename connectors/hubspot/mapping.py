@@ -22,6 +22,8 @@ from leadrelay.core.schema import Lead, LeadEvent
 # HubSpot refuses a text property value (and a note body) over 65,536 characters.
 PROPERTY_VALUE_LIMIT = 65_536
 NOTE_BODY_LIMIT = PROPERTY_VALUE_LIMIT
+# A contact known by its HubSpot id (found by one of the person's earlier emails).
+RECORD_ID = "hs_object_id"
 # HubSpot stores multiple-checkbox values separated by semicolons.
 LIST_SEPARATOR = ";"
 
@@ -43,6 +45,9 @@ class Identity:
 class UpsertPlan:
     identity: Identity
     properties: dict[str, str]
+    # The person's earlier emails, newest first, when upserting by email: a contact made
+    # under one of them is the person's, and is updated rather than a second one made.
+    previous_emails: tuple[str, ...] = ()
 
 
 @dataclass(frozen=True)
@@ -91,17 +96,18 @@ class ContactMapper:
             )
         if event.type == "lead.deleted":
             return ArchivePlan(identity)
-        return UpsertPlan(identity, self.contact_properties(lead))
+        previous = previous_emails(lead) if identity.id_property == "email" else ()
+        return UpsertPlan(identity, self.contact_properties(lead), previous)
 
     def _identity(self, lead: Lead) -> Identity | None:
+        # The lead key is the person's for good (the store keeps it across email changes
+        # and enrichment), so where a property holds it, it finds the one contact.
+        if self.options.key_property:
+            return Identity(self.options.key_property, lead.key)
         id_property = self.options.id_property
-        if id_property == self.options.key_property:
-            return Identity(id_property, lead.key)
         value = self._lead_values(lead).get(self._property_map[id_property])
         if value is not None and _text(value):
             return Identity(id_property, _text(value))
-        if self.options.key_property:
-            return Identity(self.options.key_property, lead.key)
         return None
 
     def _lead_values(self, lead: Lead) -> dict[str, Any]:
@@ -126,6 +132,13 @@ class ContactMapper:
         if self.options.key_property:
             properties[self.options.key_property] = lead.key
         return properties
+
+
+def previous_emails(lead: Lead) -> tuple[str, ...]:
+    """The person's emails other than the current one, newest first."""
+    current = (lead.email or "").strip().lower()
+    emails = [i.removeprefix("email:") for i in lead.identities if i.startswith("email:")]
+    return tuple(e for e in reversed(emails) if e != current)
 
 
 def note_input(index: int, event: LeadEvent, contact_id: str) -> NoteInput:

@@ -686,6 +686,59 @@ def test_two_activities_of_one_lead_in_a_batch_add_two_notes(
     assert fake.calls_to("POST", NOTES_PATH) == 1
 
 
+# -- one contact per person (lead.key and lead.identities) -------------------------------------
+
+
+def test_with_key_property_a_person_is_one_contact_as_their_email_changes(
+    server: RunningServer, fake: FakeHubSpot
+) -> None:
+    hubspot = connector(server.base_url, key_property="leadrelay_key")
+    key = "github:ghuser31"
+    outcomes = [
+        *hubspot.send([make_event(key=key, email=None, github_username="ghuser31")]),
+        *hubspot.send([make_event(key=key, email="gl31@example.com")]),
+        *hubspot.send([make_event(key=key, email="gl31.new@example.com")]),
+    ]
+    hubspot.close()
+
+    assert all(isinstance(o, Delivered) for o in outcomes)
+    [contact] = fake.contacts.values()
+    assert contact["properties"]["leadrelay_key"] == key
+    assert contact["properties"]["email"] == "gl31.new@example.com"
+
+
+def test_an_email_change_updates_the_contact_of_the_earlier_email(
+    crm: HubSpotConnector, fake: FakeHubSpot
+) -> None:
+    crm.send([make_event(email="ed.old@example.com")])
+    identities = ["email:ed.old@example.com", "leadhub:4242@leadhub", "email:ed.new@example.com"]
+
+    [outcome] = crm.send([make_event(email="ed.new@example.com", identities=identities)])
+
+    assert isinstance(outcome, Delivered), outcome
+    [contact] = fake.contacts.values()
+    assert contact["properties"]["email"] == "ed.new@example.com"
+    assert fake.calls_to("POST", "/crm/v3/objects/contacts/batch/update") == 1
+    # The next event finds the contact by its current email and upserts as usual.
+    [outcome] = crm.send([make_event(email="ed.new@example.com", identities=identities)])
+    assert isinstance(outcome, Delivered)
+    assert len(fake.contacts) == 1
+    assert fake.calls_to("POST", "/crm/v3/objects/contacts/batch/update") == 1
+
+
+def test_an_email_change_with_no_earlier_contact_creates_one(
+    crm: HubSpotConnector, fake: FakeHubSpot
+) -> None:
+    identities = ["email:ed.old@example.com", "email:ed.new@example.com"]
+
+    [outcome] = crm.send([make_event(email="ed.new@example.com", identities=identities)])
+
+    assert isinstance(outcome, Delivered)
+    [contact] = fake.contacts.values()
+    assert contact["properties"]["email"] == "ed.new@example.com"
+    assert fake.calls_to("POST", "/crm/v3/objects/contacts/batch/update") == 0
+
+
 # -- preview, connection check, secrets, options -----------------------------------------------
 
 
@@ -701,9 +754,9 @@ def test_preview_is_the_exact_requests_without_network() -> None:
     assert upsert["body"] == {
         "inputs": [
             {
-                "idProperty": "email",
+                "idProperty": "leadrelay_key",
                 "objectWriteTraceId": "0",
-                "id": "jane@example.com",
+                "id": "email:jane@example.com",
                 "properties": {
                     "email": "jane@example.com",
                     "firstname": "Jane",
@@ -873,7 +926,7 @@ def test_errors_tied_by_ids_and_untied_errors(crm: HubSpotConnector, fake: FakeH
     )
 
 
-def test_archives_of_email_and_key_leads_in_one_batch(
+def test_archives_of_leads_with_and_without_email_go_by_the_key(
     server: RunningServer, fake: FakeHubSpot
 ) -> None:
     hubspot = connector(server.base_url, on_delete="archive", key_property="leadrelay_key")
@@ -889,7 +942,8 @@ def test_archives_of_email_and_key_leads_in_one_batch(
     assert all(isinstance(o, Delivered) for o in outcomes)
     assert all(c["archived"] for c in fake.contacts.values())
     assert len(fake.contacts) == 2
-    assert fake.calls_to("POST", "/crm/v3/objects/contacts/batch/read") == 2
+    # One read: with key_property every contact is found by its lead key.
+    assert fake.calls_to("POST", "/crm/v3/objects/contacts/batch/read") == 1
     hubspot.close()
 
 

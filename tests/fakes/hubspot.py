@@ -210,6 +210,7 @@ class FakeHubSpot:
             ("GET", "/crm/v3/objects/contacts"): (READ_SCOPE, self._list_contacts),
             ("POST", "/crm/v3/objects/contacts/batch/upsert"): (WRITE_SCOPE, self._upsert),
             ("POST", "/crm/v3/objects/contacts/batch/read"): (READ_SCOPE, self._batch_read),
+            ("POST", "/crm/v3/objects/contacts/batch/update"): (WRITE_SCOPE, self._update),
             ("POST", "/crm/v3/objects/contacts/batch/archive"): (WRITE_SCOPE, self._archive),
             ("POST", "/crm/v3/objects/notes"): (WRITE_SCOPE, self._create_note),
             ("POST", "/crm/v3/objects/notes/batch/create"): (WRITE_SCOPE, self._create_notes),
@@ -440,6 +441,35 @@ class FakeHubSpot:
             if stored is not None and _normalize(prop, stored) == wanted:
                 return contact
         return None
+
+    def _update(self, body: dict[str, Any]) -> tuple[int, Any]:
+        """Batch update by record id (no idProperty, as HubSpot wants for hs_object_id)."""
+        inputs = _inputs(body)
+        for item in inputs:
+            if item.get("idProperty") is not None:
+                raise _Refusal(
+                    400,
+                    _error(
+                        "Unable to perform update/upsert by non-unique 0-1 property "
+                        f"{item['idProperty']}",
+                        "VALIDATION_ERROR",
+                    ),
+                )
+
+        def problem(item: dict[str, Any]) -> dict[str, Any] | None:
+            if self._find("hs_object_id", str(item.get("id"))) is None:
+                return _error(
+                    f"Object not found. objectId are usually numeric. {item.get('id')}",
+                    "OBJECT_NOT_FOUND",
+                )
+            return self._upsert_problem({**item, "idProperty": "hs_object_id"})
+
+        def apply(item: dict[str, Any]) -> dict[str, Any]:
+            result = self._apply_upsert({**item, "idProperty": "hs_object_id"})
+            result.pop("new", None)
+            return result
+
+        return self._apply_batch(inputs, problem, apply, 200)
 
     def _batch_read(self, body: dict[str, Any]) -> tuple[int, Any]:
         inputs = _inputs(body)
