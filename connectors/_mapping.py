@@ -18,6 +18,14 @@ ACTIVITY_FIELDS = frozenset(Activity.model_fields) - {"context"}
 EVENT_FIELDS = frozenset(LeadEvent.model_fields) - {"lead", "activity", "raw"}
 
 
+def previous_emails(lead: Lead) -> tuple[str, ...]:
+    """The person's emails other than the current one, newest first (`lead.identities`
+    lists them oldest first): a CRM record made under one of them is the person's."""
+    current = (lead.email or "").strip().lower()
+    emails = [i.removeprefix("email:") for i in lead.identities if i.startswith("email:")]
+    return tuple(e for e in reversed(emails) if e != current)
+
+
 def path_is_known(
     path: str, *, scopes: frozenset[str], event_fields: frozenset[str] = EVENT_FIELDS
 ) -> bool:

@@ -14,6 +14,7 @@ from leadrelay.connectors._mapping import (
     cut,
     event_time,
     name_text,
+    previous_emails,
 )
 from leadrelay.connectors.hubspot.options import HubSpotOptions
 from leadrelay.core.delivery.contract import Skipped
@@ -132,13 +133,6 @@ class ContactMapper:
         if self.options.key_property:
             properties[self.options.key_property] = lead.key
         return properties
-
-
-def previous_emails(lead: Lead) -> tuple[str, ...]:
-    """The person's emails other than the current one, newest first."""
-    current = (lead.email or "").strip().lower()
-    emails = [i.removeprefix("email:") for i in lead.identities if i.startswith("email:")]
-    return tuple(e for e in reversed(emails) if e != current)
 
 
 def note_input(index: int, event: LeadEvent, contact_id: str) -> NoteInput:

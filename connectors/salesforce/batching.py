@@ -21,6 +21,9 @@ class Item:
     # `record` without the fallback values that only a create needs (None: the same).
     update_record: dict[str, Any] | None = None
     record_id: str | None = None  # once Salesforce has written it
+    # Email mode: the person's earlier emails, newest first; a record found by one of
+    # them (and none by the current email) is the person's and is updated.
+    earlier: tuple[str, ...] = ()
 
     @property
     def update(self) -> dict[str, Any]:

@@ -9,7 +9,7 @@ from typing import Any, ClassVar
 from simple_salesforce import Salesforce, format_soql
 
 from leadrelay.connectors._http import chunks
-from leadrelay.connectors._mapping import clean_text, utf16_len
+from leadrelay.connectors._mapping import clean_text, previous_emails, utf16_len
 from leadrelay.connectors.salesforce.batching import (
     COLLECTION_LIMIT,
     LOOKUP_CHUNK,
@@ -205,7 +205,7 @@ class SalesforceConnector(Connector[SalesforceOptions]):
                 "email is longer than Salesforce's 80-character Email field, so the lead "
                 "cannot be found by it; set external_id_field to upsert it"
             )
-        return Item(index, record, email, archive, update)
+        return Item(index, record, email, archive, update, earlier=previous_emails(event.lead))
 
     def build_record(self, event: LeadEvent) -> dict[str, Any]:
         """The field values sent for `event` (no `attributes`, no `id`)."""
@@ -236,7 +236,7 @@ class SalesforceConnector(Connector[SalesforceOptions]):
             "ORDER BY LastModifiedDate DESC",
             field=field_name,
             object=self.options.object,
-            values=sorted({item.identity for item in items}),
+            values=sorted({value for item in items for value in (item.identity, *item.earlier)}),
             converted=converted,
         )
 
@@ -258,7 +258,9 @@ class SalesforceConnector(Connector[SalesforceOptions]):
         updates: list[tuple[Item, dict[str, Any]]] = []
         creates: list[Item] = []
         for item in matched:
-            record_id = found.get(item.identity_key)
+            record_id = found.get(item.identity_key) or next(
+                (found[e.lower()] for e in item.earlier if e.lower() in found), None
+            )
             if record_id is None and item.archive:
                 outcomes[item.index] = Skipped(
                     f"no {self.options.object} with {self._identity_field()} "

@@ -198,9 +198,7 @@ class IdentityMap:
             # Oldest first, and within one event by name, as `find_person` lists them.
             held[key].extend(
                 sorted(
-                    i
-                    for i in claim.identifiers
-                    if plan.joins.get(i) == key and i not in held[key]
+                    i for i in claim.identifiers if plan.joins.get(i) == key and i not in held[key]
                 )
             )
             out.append(Resolved(key, json.dumps(held[key])))

@@ -251,6 +251,32 @@ def test_find_by_email_creates_when_missing_and_matches_next_time(
     assert len(fake.leads) == 1
 
 
+def test_find_by_email_updates_the_lead_of_an_earlier_email(
+    fake: FakeSalesforce, connect: Connect
+) -> None:
+    existing = fake.seed_lead(LastName="Changer", Company="Acme", Email="ed.old@example.com")
+    connector = connect(external_id_field=None)
+    identities = ["email:ed.old@example.com", "leadhub:4242@leadhub", "email:ed.new@example.com"]
+
+    outcome = _only(connector.send([make_event(email="ed.new@example.com", identities=identities)]))
+
+    assert outcome == Delivered(f"updated Lead {existing}")
+    assert len(fake.leads) == 1
+    assert fake.leads[existing]["Email"] == "ed.new@example.com"
+
+
+def test_external_id_holds_the_stable_key_across_an_email_change(
+    fake: FakeSalesforce, connect: Connect
+) -> None:
+    connector = connect()
+    key = "email:ed.old@example.com"
+    connector.send([make_event(key=key, email="ed.old@example.com")])
+    connector.send([make_event(key=key, email="ed.new@example.com")])
+
+    [lead] = fake.leads.values()
+    assert lead["Email"] == "ed.new@example.com"
+
+
 def test_find_by_email_escapes_soql(fake: FakeSalesforce, connect: Connect) -> None:
     existing = fake.seed_lead(LastName="O'Brien", Company="Acme", Email="o'brien@acme.io")
     connector = connect(external_id_field=None)
