@@ -139,11 +139,16 @@ def _pretty_body(body: bytes | None) -> str | None:
         return body.decode("utf-8", "replace")
 
 
-def _lead_rows(normalized: str | None) -> tuple[list[tuple[str, Any]], list[tuple[str, Any]]]:
+def _lead_rows(stored: dict[str, Any]) -> tuple[list[tuple[str, Any]], list[tuple[str, Any]]]:
     """(lead field, value) and (activity field, value) pairs that have a value."""
-    if not normalized:
+    if not stored.get("normalized"):
         return [], []
-    data = json.loads(normalized)
+    data = json.loads(stored["normalized"])
+    # The person's key and identities, resolved by the store after `normalized` was made.
+    if isinstance(data.get("lead"), dict) and stored.get("lead_key"):
+        data["lead"]["key"] = stored["lead_key"]
+        if stored.get("identities"):
+            data["lead"]["identities"] = json.loads(stored["identities"])
 
     def filled(obj: dict[str, Any] | None) -> list[tuple[str, Any]]:
         return [
@@ -163,7 +168,10 @@ def _preview(current: ConsoleState, stored: dict[str, Any], connector_name: str)
     if connector is None:
         return None
     try:
-        preview = connector.preview(load_lead_event(stored["normalized"], stored["body"]))
+        event = load_lead_event(
+            stored["normalized"], stored["body"], stored.get("lead_key"), stored.get("identities")
+        )
+        preview = connector.preview(event)
     except Exception as exc:  # a preview is a courtesy; the page must still render
         return f"(preview unavailable: {type(exc).__name__})"
     return current.redact(json.dumps(preview, indent=2, ensure_ascii=False, default=str))
@@ -196,7 +204,7 @@ def event(event_id: str) -> str:
             else None
         )
         delivery["preview"] = _preview(current, stored, delivery["connector"])
-    lead, activity = _lead_rows(stored.get("normalized"))
+    lead, activity = _lead_rows(stored)
     return render_template(
         "console/event.html",
         event=stored,
