@@ -91,7 +91,6 @@ events = Table(
     Column("identities", Text),
     Column("reason", Text),
     Index("ix_events_received_at", "received_at"),
-    Index("ix_events_lead_key", "lead_key"),
     Index("ix_events_source_status", "source", "status"),
 )
 

@@ -19,9 +19,9 @@ depends_on = None
 
 
 def upgrade() -> None:
+    # Events are found by person through 0003's ix_events_lead_key (lead_key, received_at).
     with op.batch_alter_table("events") as batch:
         batch.add_column(sa.Column("identities", sa.Text))
-    op.create_index("ix_events_lead_key", "events", ["lead_key"])
     op.create_table(
         "persons",
         sa.Column("person_key", sa.String(320), primary_key=True),
@@ -57,6 +57,5 @@ def downgrade() -> None:
     op.drop_table("identity_conflicts")
     op.drop_table("identities")
     op.drop_table("persons")
-    op.drop_index("ix_events_lead_key", "events")
     with op.batch_alter_table("events") as batch:
         batch.drop_column("identities")
