@@ -280,7 +280,7 @@ NOT_BINDING_NUMBERS = ["1.0", "-0.0", "1E5", "18446744073709551616", "9007199254
 
 @pytest.mark.parametrize("number", [*NOT_BINDING_NUMBERS, "9" * 310])
 def test_numbers_javascript_prints_differently_cannot_be_bound(number: str) -> None:
-    body = ('{"event":"new.like","data":{"lead":{"id":%s}}}' % number).encode()
+    body = ('{"event":"new.like","data":{"lead":{"id":' + number + "}}}").encode()
     signed_text = jsjson.stringify(jsjson.parse(body))
     with pytest.raises(SignatureError) as caught:
         VERIFIER.verify(leadshark_headers(signed_text, SECRET), body, [SECRET])
