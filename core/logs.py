@@ -24,16 +24,6 @@ def escape_controls(text: str) -> str:
     return _CONTROL.sub(lambda match: f"\\u{ord(match.group()):04x}", text)
 
 
-class PlainFormatter(logging.Formatter):
-    """`time level logger: message`, one line per record whatever the message holds."""
-
-    def __init__(self) -> None:
-        super().__init__("%(asctime)s %(levelname)s %(name)s: %(message)s")
-
-    def format(self, record: logging.LogRecord) -> str:
-        return escape_controls(super().format(record))
-
-
 class JsonFormatter(logging.Formatter):
     def format(self, record: logging.LogRecord) -> str:
         line: dict[str, Any] = {
@@ -53,7 +43,8 @@ class JsonFormatter(logging.Formatter):
 
 class PlainFormatter(logging.Formatter):
     """`--plain-logs`: time, level, logger, message, then the structured fields as
-    `key=value`, so a human sees the URL, the event and connector, or a 401's reason."""
+    `key=value`, so a human sees the URL, the event and connector, or a 401's reason; one
+    line per record whatever the message holds."""
 
     def __init__(self) -> None:
         super().__init__("%(asctime)s %(levelname)s %(name)s: %(message)s")
@@ -63,7 +54,7 @@ class PlainFormatter(logging.Formatter):
         fields = getattr(record, "fields", None)
         if isinstance(fields, dict) and fields:
             line += " " + " ".join(f"{k}={_plain(v)}" for k, v in fields.items() if v is not None)
-        return line
+        return escape_controls(line)
 
 
 def _plain(value: Any) -> str:

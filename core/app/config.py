@@ -13,6 +13,7 @@ from collections.abc import Sequence
 from datetime import timedelta
 from pathlib import Path
 from typing import Annotated, Any
+from urllib.parse import quote
 
 from pydantic import (
     AfterValidator,
@@ -150,12 +151,13 @@ class Config(_Strict):
         return mask_store_url(self.store)
 
 
+_MASK = "****"
 # Query parameters through which SQLAlchemy and libpq accept credentials.
 _CREDENTIAL_PARAMS = frozenset({"password", "sslpassword", "passfile"})
 
 
 def mask_store_url(url: str) -> str:
-    """The store URL with every credential SQLAlchemy accepts replaced by ***: the
+    """The store URL with every credential SQLAlchemy accepts replaced by ****: the
     password (also with no user name) and the password-like query parameters."""
     from sqlalchemy.engine import make_url
     from sqlalchemy.exc import ArgumentError
@@ -165,11 +167,15 @@ def mask_store_url(url: str) -> str:
     except (ArgumentError, ValueError):
         return "<unparseable store URL>"
     query = {
-        key: ("***" if key.lower() in _CREDENTIAL_PARAMS else value)
+        key: (_MASK if key.lower() in _CREDENTIAL_PARAMS else value)
         for key, value in parsed.query.items()
     }
-    rendered = parsed.set(query=query).render_as_string(hide_password=True)
-    return rendered.replace("%2A%2A%2A", "***")
+    masked = parsed.set(query=query)
+    if parsed.password is not None:
+        masked = masked.set(password=_MASK)
+    # Rendered with its (masked) password: SQLAlchemy's own hiding writes *** instead.
+    rendered = masked.render_as_string(hide_password=False)
+    return rendered.replace(quote(_MASK), _MASK)
 
 
 # -- loading ------------------------------------------------------------------------------

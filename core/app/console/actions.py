@@ -92,9 +92,7 @@ def reparse() -> Response:
         for row in queries.events_by_ids(current.store, event_ids)
         if row["status"] == "quarantined"
     ]
-    messages = [
-        reparse_quarantined(current.config, current.store, row).message for row in stored
-    ]
+    messages = [reparse_quarantined(current.config, current.store, row).message for row in stored]
     _audit("reparse", events=len(stored))
     for message in messages[:20]:
         flash(message)

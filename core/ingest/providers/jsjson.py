@@ -219,9 +219,8 @@ def reserialize(body: bytes) -> Reserialized | None:
 
     def floating(token: str) -> float | str:
         number = float(token)
-        shortest = repr(number)
-        if "e" not in shortest and "n" not in shortest and shortest[-2:] != ".0":
-            return number  # repr is what JavaScript prints ("inf" and "nan" have an n)
+        if 1e-4 <= abs(number) < 1e16 and number % 1:
+            return number  # repr prints it as JavaScript does: fixed-point, a fraction
         printed = format_number(number)
         if not any(mark in printed for mark in ".e"):
             raise _NotBinding  # JavaScript prints an integer (or null): Python reads a float
@@ -230,7 +229,7 @@ def reserialize(body: bytes) -> Reserialized | None:
     def js_object(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
         # dict() keeps a repeated key at its first place with its last value, as JSON.parse.
         obj = dict(pairs)
-        if not any(key[:1].isdigit() for key in obj):
+        if not pairs or not any(key[:1].isdigit() for key in obj):
             return obj
         order = js_key_order(list(obj))
         if order == list(obj):
