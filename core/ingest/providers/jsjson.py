@@ -81,16 +81,14 @@ def format_number(value: int | float) -> str:
     sign = "-" if number < 0 else ""
     # repr gives the shortest digit string that round-trips, which is what ECMAScript's
     # Number::toString picks too; only the placement of the decimal point differs.
-    shortest = repr(abs(number))
-    mantissa, _, exponent_text = shortest.partition("e")
+    mantissa, _, exponent_text = repr(abs(number)).partition("e")
     whole, _, fraction = mantissa.partition(".")
-    digits = (whole + fraction.rstrip("0")).lstrip("0") if fraction else whole.lstrip("0")
-    point = len(whole) + int(exponent_text or 0)  # the decimal point sits after `point` digits
-    leading_zeros = len(whole + fraction.rstrip("0")) - len(digits)
-    point -= leading_zeros
-    digits = digits.rstrip("0") or "0"
+    significant = whole + fraction
+    digits = significant.lstrip("0")
+    # n: the decimal point sits after n of `digits` (negative: that many zeros before them).
+    n = len(whole) + int(exponent_text or 0) - (len(significant) - len(digits))
+    digits = digits.rstrip("0")
     k = len(digits)
-    n = point
     if k <= n <= 21:
         body = digits + "0" * (n - k)
     elif 0 < n <= 21:
