@@ -31,6 +31,8 @@ from waitress.parser import HTTPRequestParser, ParsingError
 from waitress.server import TcpWSGIServer
 from waitress.task import ErrorTask, ThreadedTaskDispatcher
 
+from leadrelay.core.ingest.settings import ServerConfig
+
 # What the event loop may hold open at once; each connection costs a file descriptor
 # and at most one buffered request, never a thread.
 CONNECTION_LIMIT = 1000
@@ -106,8 +108,7 @@ class WaitressWorker(Worker):  # type: ignore[misc]
         dispatcher.set_thread_count(self.cfg.threads)
         adj = adjustments(
             threads=self.cfg.threads,
-            # The app's limit: the largest of the server's and the sources' limits.
-            max_body_bytes=int(self.wsgi.config["MAX_CONTENT_LENGTH"]),
+            max_body_bytes=_body_limit(self.wsgi),
             keepalive=self.cfg.keepalive,
         )
         servers = []
@@ -143,6 +144,13 @@ class WaitressWorker(Worker):  # type: ignore[misc]
             wasyncore.loop(timeout=0.05, map=socket_map, use_poll=True, count=1)
         dispatcher.shutdown(cancel_pending=True, timeout=1)
         wasyncore.close_all(socket_map)
+
+
+def _body_limit(app: Any) -> int:
+    """The receiver's limit (the largest of the server's and the sources' limits); the
+    default limit for any other WSGI app (the benchmarks' bare Flask app has none)."""
+    limit = getattr(app, "config", {}).get("MAX_CONTENT_LENGTH")
+    return int(limit) if limit else ServerConfig().max_body_bytes
 
 
 def _busy(socket_map: dict[int, Any], dispatcher: Any) -> bool:
