@@ -131,7 +131,9 @@ def check_json_object(
         assume(False)  # NaN/Infinity or a lone surrogate: not something a sender can send
         return
     if provider == "leadshark" and isinstance(payload, dict) and "event" in payload:
-        headers = {"X-Webhook-Event": str(payload["event"])[:100]}
+        # A header cannot carry a line break (the test client refuses to send one).
+        event_header = str(payload["event"])[:100]
+        headers = {"X-Webhook-Event": event_header} if event_header.isprintable() else {}
     else:
         headers = {}
     response = post(client, provider, body, {**headers, **signature_headers(provider, body)})
