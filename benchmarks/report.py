@@ -38,6 +38,7 @@ def markdown(results: dict[str, Any]) -> str:
         _row("5", "Scale-out on PostgreSQL, connector 50 ms/batch", results, _scaleout),
         _row("6", "Peak RSS of `connectors serve` under load 1", results, _memory),
         _row("7", "Console search on 1 million events (SQLite)", results, _console),
+        _row("8", "Attacks: forged 1 MiB LeadShark bodies, 64 slow clients", results, _attacks),
     ]
     return "\n".join(lines) + "\n"
 
@@ -149,3 +150,28 @@ def _console(s: dict[str, Any]) -> tuple[str, str, str]:
         f"{t['overview_counts']['p95_ms']:g} ms, chart {t['overview_chart']['p95_ms']:g} ms"
     )
     return result, f"search < {s['target_ms']:g} ms", _met(s)
+
+
+def _attacks(s: dict[str, Any]) -> tuple[str, str, str]:
+    forged = ", ".join(
+        f"{shape} {r['median_ms']:g} ms ({r['server_cpu_ms']:g} ms CPU)"
+        for shape, r in s["forged_1mib"].items()
+    )
+    slow = "; ".join(
+        f"{label}: /healthz {s[key]['healthz']['max_ms']:g} ms, webhook "
+        f"{s[key]['webhook']['max_ms']:g} ms"
+        for label, key in (("serve", "slow_clients_serve"), ("deploy", "slow_clients_deploy"))
+    )
+    cpu = ", ".join(
+        f"{worker} {r['server_cpu_us_per_request']:,} µs ({_n(r['req_per_s'])} req/s)"
+        for worker, r in s["cpu_per_request"].items()
+    )
+    result = (
+        f"forged 1 MiB refused (median): {forged}; with 64 slow clients (max): {slow}; "
+        f"server CPU per accepted request: {cpu}"
+    )
+    target = (
+        f"refusal < {s['target_refusal_ms']:g} ms of server CPU, answers < "
+        f"{s['target_slow_client_ms']:g} ms under slow clients"
+    )
+    return result, target, _met(s)

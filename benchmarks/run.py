@@ -25,7 +25,16 @@ from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
-from benchmarks import console_search, delivery, ingest, latency, memory, scaleout, sustained
+from benchmarks import (
+    attacks,
+    console_search,
+    delivery,
+    ingest,
+    latency,
+    memory,
+    scaleout,
+    sustained,
+)
 from benchmarks.common import BenchContext, load_average, machine_info
 from benchmarks.load import choose_loader
 from benchmarks.report import markdown
@@ -38,6 +47,7 @@ BENCHMARKS: dict[str, Callable[[BenchContext], dict[str, Any]]] = {
     "scaleout": scaleout.run,
     "memory": memory.run,
     "console": console_search.run,
+    "attacks": attacks.run,
 }
 HEADLINE = {
     "ingest": ["ratio_to_bare_flask"],
@@ -46,6 +56,7 @@ HEADLINE = {
     "scaleout": ["ratio_4_to_1"],
     "memory": ["peak_rss_mb"],
     "console": ["search_p95_ms"],
+    "attacks": ["worst_refusal_cpu_ms", "worst_slow_client_ms"],
 }
 DEFAULT_POSTGRES_URL = "postgresql+psycopg://postgres@127.0.0.1:5432/test"
 OUT_DIR = Path(__file__).resolve().parent

@@ -52,6 +52,7 @@ import requests
 from pydantic import ConfigDict, Field, SecretStr, field_validator
 from pydantic_core import PydanticSerializationError
 
+from leadrelay.connectors import http_deadline
 from leadrelay.connectors._http import MASK, classify_status, parse_retry_after, scrub
 from leadrelay.connectors.standard_webhooks import decode_secret, webhook_headers
 from leadrelay.core.delivery.contract import (
@@ -178,7 +179,7 @@ class WebhookConnector(Connector[WebhookOptions]):
     def __init__(self, name: str, options: WebhookOptions) -> None:
         super().__init__(name, options)
         self._keys = [decode_secret(secret.get_secret_value()) for secret in options.secrets]
-        self._session = requests.Session()
+        self._session = http_deadline.session()
         # Only the headers we set (plus transport ones) go out, so preview() is exact.
         self._session.headers.clear()
         self._secret_values = [
@@ -243,19 +244,26 @@ class WebhookConnector(Connector[WebhookOptions]):
     def _send_one(self, event: LeadEvent) -> Outcome:
         body = self._body(event)
         headers = self._headers(event.event_id, int(time.time()), body, reveal=True)
-        try:
-            response = self._session.post(
-                self.options.url,
-                data=body,
-                headers=headers,
-                timeout=self.options.timeout,
-                allow_redirects=False,
-                stream=True,  # so an error body is read only as far as we report it
-            )
-        except requests.RequestException as exc:
-            return Retryable(self._network_error(exc))
-        with response:
-            return self._outcome(response)
+        # `timeout` bounds the whole call, not each read: see http_deadline.
+        with http_deadline.deadline(self.options.timeout) as expired:
+            try:
+                response = self._session.post(
+                    self.options.url,
+                    data=body,
+                    headers=headers,
+                    timeout=self.options.timeout,
+                    allow_redirects=False,
+                    stream=True,  # so an error body is read only as far as we report it
+                )
+            except requests.RequestException as exc:
+                return Retryable(self._network_error(exc, expired.is_set()))
+            with response:
+                if expired.is_set():
+                    # Cut off inside the headers: the answer is not known to be whole.
+                    return Retryable(
+                        f"no response within {self.options.timeout:g}s: the headers never ended"
+                    )
+                return self._outcome(response)
 
     def _outcome(self, response: requests.Response) -> Outcome:
         status = response.status_code
@@ -325,8 +333,8 @@ class WebhookConnector(Connector[WebhookOptions]):
     def _scrub(self, text: str) -> str:
         return scrub(text, *self._secret_values)
 
-    def _network_error(self, exc: requests.RequestException) -> str:
-        if isinstance(exc, requests.Timeout):
+    def _network_error(self, exc: requests.RequestException, expired: bool = False) -> str:
+        if expired or isinstance(exc, requests.Timeout):
             prefix = f"no response within {self.options.timeout:g}s"
         else:
             prefix = "network error"

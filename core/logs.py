@@ -9,9 +9,19 @@ from __future__ import annotations
 import json
 import logging
 import os
+import re
 import sys
 from datetime import UTC, datetime
 from typing import Any
+
+# Characters that end or rewrite a line for some reader (str.splitlines, terminals): a
+# request path with %0A in it must not forge a second log line.
+_CONTROL = re.compile("[\x00-\x1f\x7f-\x9f\u2028\u2029]")
+
+
+def escape_controls(text: str) -> str:
+    """`text` on one line: control characters as \\uXXXX escapes (valid inside JSON)."""
+    return _CONTROL.sub(lambda match: f"\\u{ord(match.group()):04x}", text)
 
 
 class JsonFormatter(logging.Formatter):
@@ -28,12 +38,13 @@ class JsonFormatter(logging.Formatter):
         if record.exc_info and record.exc_info[0] is not None:
             # The exception type and message, not the traceback with its local values.
             line["error"] = f"{record.exc_info[0].__name__}: {record.exc_info[1]}"
-        return json.dumps(line, default=str, ensure_ascii=False)
+        return escape_controls(json.dumps(line, default=str, ensure_ascii=False))
 
 
 class PlainFormatter(logging.Formatter):
     """`--plain-logs`: time, level, logger, message, then the structured fields as
-    `key=value`, so a human sees the URL, the event and connector, or a 401's reason."""
+    `key=value`, so a human sees the URL, the event and connector, or a 401's reason; one
+    line per record whatever the message holds."""
 
     def __init__(self) -> None:
         super().__init__("%(asctime)s %(levelname)s %(name)s: %(message)s")
@@ -43,7 +54,7 @@ class PlainFormatter(logging.Formatter):
         fields = getattr(record, "fields", None)
         if isinstance(fields, dict) and fields:
             line += " " + " ".join(f"{k}={_plain(v)}" for k, v in fields.items() if v is not None)
-        return line
+        return escape_controls(line)
 
 
 def _plain(value: Any) -> str:

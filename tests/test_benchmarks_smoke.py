@@ -93,5 +93,5 @@ def test_every_benchmark_runs_at_a_tiny_scale_and_writes_its_results(tmp_path: P
     table = (tmp_path / "results.md").read_text()
     assert table.startswith("## Benchmarks")
     table_lines = [line for line in table.splitlines() if line.startswith("|")]
-    assert len(table_lines) == 8  # header, separator, six benchmarks
+    assert len(table_lines) == 10  # header, separator, eight benchmarks
     assert all(line.count("|") >= 6 for line in table_lines)

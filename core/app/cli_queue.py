@@ -228,9 +228,9 @@ def replay(
     with click.progressbar(
         quarantined, label="re-parsing quarantined events", file=sys.stderr
     ) as bar:
-        messages = [reparse_quarantined(config, store, stored) for stored in bar]
-    for message in messages:
-        click.echo(message)
+        outcomes = [reparse_quarantined(config, store, stored) for stored in bar]
+    for outcome in outcomes:
+        click.echo(outcome.message)
     requeued = store.requeue(
         event_ids=list(event_ids) or None,
         connector=connector,
@@ -246,6 +246,11 @@ def replay(
                 f"{connector} has no deliveries at all; to send it the leads stored before "
                 f"it was added or enabled: connectors replay --connector {connector} --backfill"
             )
+    stuck = [outcome.message for outcome in outcomes if outcome.stuck]
+    if stuck:
+        raise click.ClickException(
+            f"{len(stuck)} event(s) parse but cannot be stored: " + "; ".join(stuck)
+        )
 
 
 def _backfill(

@@ -13,6 +13,7 @@ from collections.abc import Sequence
 from datetime import timedelta
 from pathlib import Path
 from typing import Annotated, Any
+from urllib.parse import quote
 
 from pydantic import (
     AfterValidator,
@@ -147,7 +148,34 @@ class Config(_Strict):
         return self
 
     def masked_store_url(self) -> str:
-        return re.sub(r"(://[^:/@]+:)[^@]*@", r"\1****@", self.store)
+        return mask_store_url(self.store)
+
+
+_MASK = "****"
+# Query parameters through which SQLAlchemy and libpq accept credentials.
+_CREDENTIAL_PARAMS = frozenset({"password", "sslpassword", "passfile"})
+
+
+def mask_store_url(url: str) -> str:
+    """The store URL with every credential SQLAlchemy accepts replaced by ****: the
+    password (also with no user name) and the password-like query parameters."""
+    from sqlalchemy.engine import make_url
+    from sqlalchemy.exc import ArgumentError
+
+    try:
+        parsed = make_url(url)
+    except (ArgumentError, ValueError):
+        return "<unparseable store URL>"
+    query = {
+        key: (_MASK if key.lower() in _CREDENTIAL_PARAMS else value)
+        for key, value in parsed.query.items()
+    }
+    masked = parsed.set(query=query)
+    if parsed.password is not None:
+        masked = masked.set(password=_MASK)
+    # Rendered with its (masked) password: SQLAlchemy's own hiding writes *** instead.
+    rendered = masked.render_as_string(hide_password=False)
+    return rendered.replace(quote(_MASK), _MASK)
 
 
 # -- loading ------------------------------------------------------------------------------
@@ -358,6 +386,31 @@ def resolve_config_path(explicit: str | None = None) -> Path:
     return Path(explicit or os.environ.get(CONFIG_ENV_VAR) or DEFAULT_CONFIG_FILE)
 
 
+# A real config has a few hundred values; YAML aliases can make a 500-byte file stand for
+# billions (each alias is shared when loaded, and copied when interpolated and validated).
+MAX_EXPANDED_NODES = 100_000
+
+
+def _expanded_size(node: Any) -> int:
+    """How many values `node` stands for with every alias written out, counted without
+    writing them out (each shared container is sized once)."""
+    sizes: dict[int, int] = {}
+
+    def size(item: Any) -> int:
+        if isinstance(item, dict):
+            children = [*item.keys(), *item.values()]
+        elif isinstance(item, list):
+            children = item
+        else:
+            return 1
+        known = sizes.get(id(item))
+        if known is None:
+            known = sizes[id(item)] = 1 + sum(size(child) for child in children)
+        return known
+
+    return size(node)
+
+
 def load_config(path: str | Path | None = None, env: dict[str, str] | None = None) -> Config:
     file_path = resolve_config_path(str(path) if path else None)
     file = str(file_path)
@@ -381,5 +434,12 @@ def load_config(path: str | Path | None = None, env: dict[str, str] | None = Non
                 )
                 for p in exc.problems
             ]
+        )
+    if _expanded_size(data) > MAX_EXPANDED_NODES:
+        raise ConfigError(
+            file,
+            "",
+            f"YAML aliases expand to more than {MAX_EXPANDED_NODES} values "
+            "(an alias bomb?); write the values out",
         )
     return parse_config(data, file, env, base_dir=file_path.resolve().parent)

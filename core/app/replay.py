@@ -5,6 +5,7 @@ connector added later with the leads it missed."""
 from __future__ import annotations
 
 import json
+from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
@@ -15,12 +16,23 @@ from leadrelay.core.ingest.receiver import record_for
 from leadrelay.core.store.store import Store
 
 
-def reparse_quarantined(config: Config, store: Store, stored: dict[str, Any]) -> str:
-    """Parse a stored quarantined event again; returns a one-line account of what happened."""
+@dataclass(frozen=True)
+class Reparsed:
+    """A one-line account of a re-parse; `stuck` when the event now parses but still
+    cannot be stored (it stays quarantined, with that reason, and the command fails)."""
+
+    message: str
+    stuck: bool = False
+
+
+def reparse_quarantined(config: Config, store: Store, stored: dict[str, Any]) -> Reparsed:
+    """Parse a stored quarantined event again."""
     event_id = stored["event_id"]
     source = config.sources.get(stored["source"])
     if source is None or stored.get("body") is None:
-        return f"{event_id}: cannot re-parse (source no longer configured or payload purged)"
+        return Reparsed(
+            f"{event_id}: cannot re-parse (source no longer configured or payload purged)"
+        )
     # The source as configured now: its mapping may have been fixed since.
     provider = source.adapter
     body: bytes = stored["body"]
@@ -28,14 +40,14 @@ def reparse_quarantined(config: Config, store: Store, stored: dict[str, Any]) ->
     try:
         payload = json.loads(body)
     except ValueError:
-        return f"{event_id}: still unreadable: body is not JSON"
+        return Reparsed(f"{event_id}: still unreadable: body is not JSON")
     # The original receipt time: the event is as old as when the provider sent it.
     received_at = stored["received_at"]
     result = provider.parse(
         payload, source=stored["source"], received_at=received_at, headers=headers
     )
     if isinstance(result, Unreadable):
-        return f"{event_id}: still quarantined: {result.reason}"
+        return Reparsed(f"{event_id}: still quarantined: {result.reason}")
     record = record_for(
         config,
         source=stored["source"],
@@ -44,12 +56,21 @@ def reparse_quarantined(config: Config, store: Store, stored: dict[str, Any]) ->
         body=body,
         headers=headers,
         received_at=received_at,
+        canonical_body=provider.canonical_body,
     )
+    if record.status == "quarantined":
+        # Parsed, but not storable: resolving it would mark it replayed as a duplicate of
+        # itself, and it could never be replayed again.
+        reason = record.reason or "cannot be stored"
+        store.set_quarantine_reason(event_id, reason)
+        return Reparsed(f"{event_id}: still quarantined: {reason}", stuck=True)
     outcome = store.resolve_quarantined(event_id, record)
     if outcome.duplicate:
-        return f"{event_id}: same event as {outcome.event_id}, already stored"
+        return Reparsed(f"{event_id}: same event as {outcome.event_id}, already stored")
     deliveries = len(record.connectors)
-    return f"{event_id}: now {record.status} as {outcome.event_id} ({deliveries} deliveries)"
+    return Reparsed(
+        f"{event_id}: now {record.status} as {outcome.event_id} ({deliveries} deliveries)"
+    )
 
 
 def backfill(

@@ -75,11 +75,14 @@ def gunicorn_options(
     timeout: int = 30,
 ) -> dict[str, Any]:
     """Gunicorn settings sized for a small machine; request timeouts stay under the
-    providers' 5-10 s delivery limits because a request only waits for one commit."""
+    providers' 5-10 s delivery limits because a request only waits for one commit.
+
+    Each process reads requests with waitress (`waitress_worker`): a slow client holds a
+    buffer in its event loop, not one of the `threads` that run the app."""
     return {
         "bind": bind,
         "workers": workers,
-        "worker_class": "gthread",
+        "worker_class": "leadrelay.core.app.waitress_worker.WaitressWorker",
         "threads": threads,
         "timeout": timeout,
         "graceful_timeout": 20,
@@ -87,10 +90,6 @@ def gunicorn_options(
         "accesslog": None,
         "errorlog": "-",
         "loglevel": "warning",
-        # Bound request lines and headers: oversized headers get 400, not memory use.
-        "limit_request_line": 8190,
-        "limit_request_fields": 100,
-        "limit_request_field_size": 8190,
     }
 
 

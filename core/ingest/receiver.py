@@ -13,7 +13,7 @@ import json
 import logging
 import re
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from datetime import datetime
 from typing import Any
 
@@ -24,7 +24,7 @@ from leadrelay.core import metrics
 from leadrelay.core.delivery.routing import route
 from leadrelay.core.ingest.providers import Ignored, Parsed, SignatureError, Unreadable
 from leadrelay.core.ingest.providers.base import ParseResult
-from leadrelay.core.ingest.settings import ReceiverConfig, unsigned_sources
+from leadrelay.core.ingest.settings import ReceiverConfig, secret_warnings, unsigned_sources
 from leadrelay.core.logs import fields
 from leadrelay.core.schema import event_id_for, lead_identifiers
 from leadrelay.core.store.store import (
@@ -37,9 +37,6 @@ from leadrelay.core.store.store import (
 
 log = logging.getLogger("leadrelay.receiver")
 
-# Request headers kept with the event (for re-parsing, e.g. LeadShark's X-Webhook-Event).
-# Anything that may carry a credential is left out.
-_NEVER_KEPT = ("signature", "auth", "token", "secret", "key", "cookie", "password")
 _MAX_KEPT_HEADER = 256
 
 
@@ -111,17 +108,15 @@ def read_body(limit: int) -> bytes:
     return body
 
 
-def kept_headers(environ: dict[str, Any], also: Sequence[str] = ()) -> dict[str, str]:
-    """The request's X- headers and those named in `also` (those the provider reads), from
-    the WSGI environ (named as Werkzeug names them)."""
-    also_keys = {"HTTP_" + name.upper().replace("-", "_") for name in also}
+def kept_headers(environ: dict[str, Any], allowed: Sequence[str]) -> dict[str, str]:
+    """The request headers the provider reads (`allowed`) and X-Request-Id, from the WSGI
+    environ, named as Werkzeug names them. An allow-list: a proxy's or a client's
+    credentials (X-Goog-Iap-Jwt-Assertion, X-Session-Id, ...) never reach the store."""
     kept = {}
-    for key, value in environ.items():
-        if key.startswith("HTTP_X_") or key in also_keys:
-            name = key[5:].replace("_", "-").title()
-            lowered = name.lower()
-            if not any(word in lowered for word in _NEVER_KEPT):
-                kept[name] = value[:_MAX_KEPT_HEADER]
+    for name in {*(name.lower() for name in allowed), "x-request-id"}:
+        value = environ.get("HTTP_" + name.upper().replace("-", "_"))
+        if value is not None:
+            kept[name.title()] = value[:_MAX_KEPT_HEADER]
     return kept
 
 
@@ -161,9 +156,11 @@ def record_for(
     body: bytes,
     headers: dict[str, str],
     received_at: datetime,
+    canonical_body: Callable[[bytes], bytes] | None = None,
 ) -> IncomingEvent:
     """The record stored for a verified request (by the receiver, and by replay when a
-    quarantined body parses after a fix)."""
+    quarantined body parses after a fix). `canonical_body` is the provider's: the form of
+    the body its signature binds, on which quarantined events are deduplicated."""
     base: dict[str, Any] = {
         "source": source,
         "provider": provider,
@@ -212,9 +209,10 @@ def record_for(
             provider_event=_clean(result.provider_event, 128),
             reason=_clean(result.reason, 2000),
         )
-    # Unreadable: nothing identifies the event but its bytes, so dedup on those (a
-    # provider retrying an unreadable body must not fill the quarantine).
-    key = "raw:" + _sha256(body)
+    # Unreadable: nothing identifies the event but its signed form, so dedup on that (a
+    # provider retrying an unreadable body, or anyone replaying it padded or re-ordered
+    # under the same signature, must not fill the quarantine).
+    key = "raw:" + _sha256(canonical_body(body) if canonical_body else body)
     return IncomingEvent(
         **base,
         event_id=event_id_for(source, key),
@@ -235,7 +233,11 @@ def _sha256(data: bytes) -> str:
 
 def create_app(config: ReceiverConfig, store: Store) -> Flask:
     app = Flask(__name__)
-    app.config["MAX_CONTENT_LENGTH"] = config.server.max_body_bytes
+    # The largest limit of any source; each source's own limit is enforced per request.
+    app.config["MAX_CONTENT_LENGTH"] = max(
+        [config.server.max_body_bytes]
+        + [source.max_body_bytes or 0 for source in config.sources.values()]
+    )
     app.extensions["leadrelay"] = {"config": config, "store": store}
 
     for name in unsigned_sources(config):
@@ -244,6 +246,8 @@ def create_app(config: ReceiverConfig, store: Store) -> Flask:
             name,
             extra=fields(source=name),
         )
+    for warning in secret_warnings(config):
+        log.warning(warning.message, extra=fields(sources=warning.sources))
 
     @app.before_request
     def _start_timer() -> None:
@@ -295,7 +299,9 @@ def create_app(config: ReceiverConfig, store: Store) -> Flask:
         try:
             store.ping()
         except StoreUnavailable as exc:
-            return error_response(503, "store_unavailable", f"store not reachable: {exc}")
+            # The error names hosts and users: logged for the operator, not answered.
+            log.error("readiness check failed", extra=fields(error=str(exc)))
+            return error_response(503, "store_unavailable", "the event store is not reachable")
         return json_response(200, {"status": "ready"})
 
     @app.get("/metrics")
@@ -320,25 +326,29 @@ def create_app(config: ReceiverConfig, store: Store) -> Flask:
         try:
             return _answer(source, *_receive(source))
         except RequestEntityTooLarge:
-            limit = config.server.max_body_bytes
+            limit = body_limit(source)
             return _answer(
                 source, 413, error_body("payload_too_large", f"body exceeds {limit} bytes")
             )
         except ApiError as exc:
             return _answer(source, exc.status, error_body(exc.code, exc.message))
 
+    def body_limit(source: str) -> int:
+        return config.sources[source].max_body_bytes or config.server.max_body_bytes
+
     def _receive(source: str) -> tuple[int, dict[str, Any]]:
         source_config = config.sources[source]
         provider = source_config.adapter
-        body = read_body(config.server.max_body_bytes)
+        body = read_body(body_limit(source))
         secrets = source_config.secret_values()
         if secrets:
             try:
                 provider.verify(request.headers, body, secrets)
             except SignatureError as exc:
                 metrics.SIGNATURE_FAILURES.labels(source, exc.reason).inc()
-                g.log_fields["reason"] = exc.reason  # missing | malformed | mismatch
-                raise ApiError(401, "invalid_signature", exc.message) from None
+                g.log_fields["reason"] = exc.reason  # missing | malformed | mismatch | not_binding
+                code = "signature_not_binding" if exc.reason == "not_binding" else None
+                raise ApiError(401, code or "invalid_signature", exc.message) from None
         payload = parse_json_object(body)
         received_at = utcnow()
         result = provider.parse(
@@ -352,6 +362,7 @@ def create_app(config: ReceiverConfig, store: Store) -> Flask:
             body=body,
             headers=kept_headers(request.environ, provider.kept_headers),
             received_at=received_at,
+            canonical_body=provider.canonical_body,
         )
         try:
             stored = store.submit(record)

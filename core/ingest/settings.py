@@ -7,6 +7,7 @@ describes, so it never imports the app.
 from __future__ import annotations
 
 from collections.abc import Mapping
+from dataclasses import dataclass
 from typing import Any, Protocol
 
 from pydantic import (
@@ -39,6 +40,9 @@ class SourceConfig(_Strict):
 
     provider: str
     secrets: list[SecretStr] = Field(default_factory=list)
+    # Overrides server.max_body_bytes for this source (LeadShark payloads are a few KiB:
+    # a small limit refuses a large forged body before any work is done on it).
+    max_body_bytes: int | None = Field(default=None, ge=1024)
     options: ProviderOptions | None = None
     _adapter: Provider = PrivateAttr()
 
@@ -115,6 +119,59 @@ class ReceiverConfig(Protocol):
 
     @property
     def server(self) -> ServerConfig: ...
+
+
+# Values copied from examples and documentation instead of generated.
+KNOWN_PLACEHOLDERS = frozenset(
+    {
+        "changeme",
+        "change-me",
+        "secret",
+        "password",
+        "test",
+        "example",
+        "your-secret",
+        "your_secret",
+        "replace-me",
+        "xxx",
+        "todo",
+        "whsec_test",
+    }
+)
+
+
+@dataclass(frozen=True)
+class SecretWarning:
+    message: str
+    sources: list[str]
+
+
+def secret_warnings(config: ReceiverConfig) -> list[SecretWarning]:
+    """Secrets that weaken a source: shared with another source (each then accepts the
+    other's requests), or a well-known placeholder. The messages never hold the secret."""
+    warnings = []
+    holders: dict[str, list[str]] = {}
+    for name, source in config.sources.items():
+        for value in source.secret_values():
+            holders.setdefault(value, []).append(name)
+            if value.strip().lower() in KNOWN_PLACEHOLDERS:
+                warnings.append(
+                    SecretWarning(
+                        f"source {name} uses a placeholder secret: generate a random one",
+                        [name],
+                    )
+                )
+    for names in holders.values():
+        sharing = sorted(set(names))
+        if len(sharing) > 1:
+            warnings.append(
+                SecretWarning(
+                    f"sources {', '.join(sharing)} share a secret: each accepts requests "
+                    "signed for the other",
+                    sharing,
+                )
+            )
+    return warnings
 
 
 def unsigned_sources(config: ReceiverConfig) -> list[str]:

@@ -532,6 +532,15 @@ class Store(StoreQueries, IdentityAdmin):
             self._wake_subscribers()
         return result
 
+    def set_quarantine_reason(self, event_id: str, reason: str) -> None:
+        """Record why a quarantined event is still quarantined after a re-parse."""
+        with self._write() as conn:
+            conn.execute(
+                update(events)
+                .where(events.c.event_id == event_id, events.c.status == "quarantined")
+                .values(reason=reason[:2000])
+            )
+
     # retention
 
     def purge(

@@ -494,7 +494,56 @@ def test_a_slow_receiver_times_out_as_retryable(receiver: Receiver, base_url: st
         receiver.release_stalled.set()
 
     assert isinstance(outcome, Retryable)
-    assert outcome.message.startswith("no response within 0.2s: ReadTimeout")
+    assert outcome.message.startswith("no response within 0.2s")
+
+
+class TricklingDestination:
+    """A raw socket server that answers one request with a status line, then one header
+    byte every `interval` seconds: each read is quick, the answer never ends."""
+
+    def __init__(self, *, interval: float = 0.05, total_bytes: int = 400) -> None:
+        self.interval = interval
+        self.total_bytes = total_bytes
+        self.sent = 0
+        self.cut_short = threading.Event()
+        self._listener = socket.create_server(("127.0.0.1", 0))
+        self.port = self._listener.getsockname()[1]
+        self._thread = threading.Thread(target=self._serve, daemon=True)
+        self._thread.start()
+
+    def _serve(self) -> None:
+        connection, _ = self._listener.accept()
+        with connection:
+            connection.recv(65536)
+            connection.sendall(b"HTTP/1.1 200 OK\r\n")
+            stop = threading.Event()
+            try:
+                for _ in range(self.total_bytes):  # bounded: 400 x 50 ms = 20 s at most
+                    connection.sendall(b"X")
+                    self.sent += 1
+                    if stop.wait(self.interval):
+                        break
+            except OSError:  # the client shut its socket
+                self.cut_short.set()
+
+    def close(self, timeout: float) -> None:
+        self._thread.join(timeout)
+        self._listener.close()
+
+
+def test_the_timeout_bounds_the_whole_call_not_each_read() -> None:
+    destination = TricklingDestination()
+    try:
+        outcome = send_one(connector(f"http://127.0.0.1:{destination.port}/hook", timeout=0.5))
+        destination.close(timeout=30)
+    finally:
+        destination._listener.close()
+
+    assert isinstance(outcome, Retryable)
+    assert outcome.message.startswith("no response within 0.5s"), outcome.message
+    # Each byte came within the per-read timeout; only the whole-call deadline ended it.
+    assert destination.cut_short.is_set()
+    assert destination.sent < destination.total_bytes
 
 
 # -- check_connection -----------------------------------------------------------------------

@@ -67,6 +67,25 @@ def test_postgres_unreachable_is_503() -> None:
     assert client.get("/metrics").status_code == 200
 
 
+def test_readyz_answers_a_code_and_keeps_the_database_error_to_the_log(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    port = free_port()
+    url = f"postgresql+psycopg://probeuser@127.0.0.1:{port}/test"
+    client = create_app(make_config(url), Store(url)).test_client()
+
+    with caplog.at_level("ERROR", logger="leadrelay.receiver"):
+        ready = client.get("/readyz")
+
+    assert ready.status_code == 503
+    assert ready.get_json() == {
+        "error": "store_unavailable",
+        "message": "the event store is not reachable",
+    }
+    logged = [getattr(r, "fields", {}).get("error", "") for r in caplog.records]
+    assert any(str(port) in error for error in logged), logged  # the operator sees why
+
+
 @pytest.mark.postgres
 def test_postgres_going_away_is_503_then_recovers(postgres_url: str) -> None:
     migrated_store(postgres_url).close()

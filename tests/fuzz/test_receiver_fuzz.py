@@ -131,7 +131,9 @@ def check_json_object(
         assume(False)  # NaN/Infinity or a lone surrogate: not something a sender can send
         return
     if provider == "leadshark" and isinstance(payload, dict) and "event" in payload:
-        headers = {"X-Webhook-Event": str(payload["event"])[:100]}
+        # A header cannot carry a line break (the test client refuses to send one).
+        event_header = str(payload["event"])[:100]
+        headers = {"X-Webhook-Event": event_header} if event_header.isprintable() else {}
     else:
         headers = {}
     response = post(client, provider, body, {**headers, **signature_headers(provider, body)})
@@ -166,7 +168,12 @@ def check_tampered(
     events_before = len(store.list_events(ALL_EVENTS))
     response = post(client, provider, body, headers)
     assert response.status_code == 401, (how, response.get_json())
-    assert response.get_json()["error"] == "invalid_signature"
+    # A LeadShark body whose numbers no signature can bind is refused as such, whatever
+    # the signature (issue 17): still a 401 that stores nothing.
+    refusals = {"invalid_signature"} | (
+        {"signature_not_binding"} if provider == "leadshark" else set()
+    )
+    assert response.get_json()["error"] in refusals
     assert len(store.list_events(ALL_EVENTS)) == events_before
 
 

@@ -174,3 +174,40 @@ def test_stringify_matches_node_on_a_random_batch() -> None:
     assert mismatches == []
     # The Python-parsed value (ints stay ints) must print the same as the JS-parsed one.
     assert [jsjson.stringify(json.loads(text)) for text in texts] == expected
+
+
+def _reads_alike(text: str, signed_text: str) -> bool:
+    """Python reads `text` and the signed text as the same values, types included (key
+    order aside: nothing reads it)."""
+
+    def typed(value: Any) -> Any:
+        if isinstance(value, dict):
+            return sorted((key, typed(item)) for key, item in value.items())
+        if isinstance(value, list):
+            return [typed(item) for item in value]
+        return (type(value).__name__, repr(value))
+
+    return bool(typed(json.loads(text)) == typed(json.loads(signed_text)))
+
+
+@pytest.mark.skipif(NODE is None, reason=NODE_MISSING_REASON)
+def test_the_fast_reserialization_matches_node_or_refuses_to_bind() -> None:
+    texts = _oracle_cases()
+    expected = node_stringify_many(texts)
+    for text, theirs in zip(texts, expected, strict=True):
+        form = jsjson.reserialize(text.encode("utf-8"))
+        assert form is not None, text
+        if form.binding:
+            assert form.text == theirs, text
+        # Not binding exactly when Python reads the body differently from the signed text.
+        assert form.binding == _reads_alike(text, theirs), (text, theirs)
+
+
+def test_a_body_needing_many_python_side_rewrites_gets_no_signed_form() -> None:
+    # 1e-7 prints differently in Python (1e-07): each is rewritten in Python, one call each.
+    few = "[" + ",".join(["1e-7"] * jsjson.MAX_REWRITES) + "]"
+    many = "[" + ",".join(["1e-7"] * (jsjson.MAX_REWRITES + 1)) + "]"
+    form = jsjson.reserialize(few.encode())
+    assert form is not None
+    assert form.text == "[" + ",".join(["1e-7"] * jsjson.MAX_REWRITES) + "]"
+    assert jsjson.reserialize(many.encode()) is None

@@ -128,7 +128,7 @@ def check_verify(
     error = verify_error(adapter, headers, body, secrets)
     if error is None:
         return
-    assert error.reason in {"missing", "malformed", "mismatch"}
+    assert error.reason in {"missing", "malformed", "mismatch", "not_binding"}
     # Longer than any generated secret, so never one of them.
     others = [f"another-secret-that-matches-nothing-{i}" for i in range(len(secrets))]
     other_error = verify_error(adapter, headers, body, others)
@@ -136,11 +136,31 @@ def check_verify(
     assert (other_error.reason, other_error.message) == (error.reason, error.message)
 
 
+def _as_read(value: Any) -> Any:
+    """A value as Python reads it, with the types that tell 1 from 1.0 and -0.0 from 0."""
+    if isinstance(value, dict):
+        return [(key, _as_read(item)) for key, item in sorted(value.items())]
+    if isinstance(value, list):
+        return [_as_read(item) for item in value]
+    return (type(value).__name__, repr(value))
+
+
 def check_leadshark_accepts_stringify(value: Any, secret: str) -> None:
+    """A body signed as JSON.stringify is accepted exactly when the signed text reads as
+    the same values as the body; otherwise it is refused as not binding."""
     body = json.dumps(value, indent=1).encode("utf-8")
-    signed = jsjson.stringify(jsjson.parse(body)).encode("utf-8")
-    headers = {"X-Webhook-Signature": hmac_hex(secret, signed)}
-    assert PROVIDERS["leadshark"].verify(headers, body, [secret]) is None
+    signed = jsjson.stringify(jsjson.parse(body))
+    headers = {"X-Webhook-Signature": hmac_hex(secret, signed.encode("utf-8"))}
+    form = jsjson.reserialize(body)
+    assert form is not None
+    if _as_read(json.loads(signed)) == _as_read(json.loads(body)):
+        assert form.text == signed
+        assert PROVIDERS["leadshark"].verify(headers, body, [secret]) is None
+    else:
+        assert form.text is None
+        with pytest.raises(SignatureError) as caught:
+            PROVIDERS["leadshark"].verify(headers, body, [secret])
+        assert caught.value.reason == "not_binding"
 
 
 def _properties(examples: int) -> dict[str, Callable[..., None]]:

@@ -36,7 +36,7 @@ def replay_event(event_id: str) -> Response:
         abort(404, f"No event {event_id}.")
     page = url_for("console.event", event_id=event_id)
     if stored["status"] == "quarantined":
-        flash(reparse_quarantined(current.config, current.store, stored))
+        flash(reparse_quarantined(current.config, current.store, stored).message)
         _audit("reparse", event_id=event_id)
         return redirect(page)
     connector = request.form.get("connector") or None
@@ -92,7 +92,7 @@ def reparse() -> Response:
         for row in queries.events_by_ids(current.store, event_ids)
         if row["status"] == "quarantined"
     ]
-    messages = [reparse_quarantined(current.config, current.store, row) for row in stored]
+    messages = [reparse_quarantined(current.config, current.store, row).message for row in stored]
     _audit("reparse", events=len(stored))
     for message in messages[:20]:
         flash(message)

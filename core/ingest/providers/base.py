@@ -29,8 +29,9 @@ log = logging.getLogger("leadrelay.providers")
 class SignatureError(Exception):
     """The request is not signed by anyone holding one of the source's secrets.
 
-    `reason` is one of "missing", "malformed" or "mismatch"; the message never contains a
-    secret or the expected digest.
+    `reason` is one of "missing", "malformed", "mismatch" or "not_binding" (a body the
+    signed form cannot represent exactly); the message never contains a secret or the
+    expected digest.
     """
 
     def __init__(self, reason: str, message: str) -> None:
@@ -131,8 +132,9 @@ class Provider(ABC):
     signature_prefix: ClassVar[str] = "sha256="
     event_types: ClassVar[dict[str, EventType | None]]
     options_model: ClassVar[type[ProviderOptions] | None] = None
-    # Headers `read` uses besides X- headers (which are always kept): the receiver stores
-    # them with the event, so a replay parses it as the receiver did.
+    # Headers `read` uses: the receiver stores them (and X-Request-Id) with the event, so
+    # a replay parses it as the receiver did. Nothing else is stored: an allow-list keeps
+    # out whatever credentials a client or a proxy adds (X-Goog-Iap-Jwt-Assertion, ...).
     kept_headers: ClassVar[tuple[str, ...]] = ()
 
     @classmethod
@@ -157,6 +159,15 @@ class Provider(ABC):
         Every secret and every candidate message is tried, always with constant-time
         compares, so rotation works by listing the new secret beside the old one.
         """
+        digest = self.presented_digest(headers)
+        matched = False
+        for message in self.signed_messages(body):
+            matched |= self.signed_by(message, digest, secrets)
+        if not matched:
+            raise self.mismatch()
+
+    def presented_digest(self, headers: Mapping[str, str]) -> str:
+        """The hex digest of the signature header; SignatureError when absent or malformed."""
         presented = header(headers, self.signature_header)
         if not presented:
             raise SignatureError("missing", f"missing {self.signature_header} header")
@@ -172,15 +183,25 @@ class Provider(ABC):
                 "malformed",
                 f"{self.signature_header} must carry a 64-character lower-case hex digest",
             )
+        return digest
+
+    @staticmethod
+    def signed_by(message: bytes, digest: str, secrets: Sequence[str]) -> bool:
         matched = False
-        for message in self.signed_messages(body):
-            for secret in secrets:
-                # No early exit: the time taken does not reveal which secret matched.
-                matched |= hmac.compare_digest(hmac_sha256_hex(secret, message), digest)
-        if not matched:
-            raise SignatureError(
-                "mismatch", f"{self.signature_header} does not match any configured secret"
-            )
+        for secret in secrets:
+            # No early exit: the time taken does not reveal which secret matched.
+            matched |= hmac.compare_digest(hmac_sha256_hex(secret, message), digest)
+        return matched
+
+    def mismatch(self) -> SignatureError:
+        return SignatureError(
+            "mismatch", f"{self.signature_header} does not match any configured secret"
+        )
+
+    def canonical_body(self, body: bytes) -> bytes:
+        """The form of `body` its signature binds: two bodies with the same canonical form
+        are one event to a signature check, so quarantined events are deduplicated on it."""
+        return body
 
     def sign(self, body: bytes, secret: str) -> dict[str, str]:
         """Headers a genuine sender would attach to `body` (for tests, `test` and `trigger`)."""

@@ -114,6 +114,7 @@ class EnvelopeProvider(Provider):
             lead_fields=lead_fields,
             activity=activity,
             raw=payload,
+            event_time=envelope.event_time,
         )
 
     @abstractmethod

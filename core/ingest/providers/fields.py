@@ -132,7 +132,9 @@ def number(container: Mapping[str, Any], key: str, path: str) -> float | None:
 
 
 def parse_timestamp(raw: str | None) -> datetime | None:
-    """ISO 8601 (with "Z", offset, or none = UTC) or a date; None when unparseable."""
+    """ISO 8601 (with "Z", offset, or none = UTC) or a date, in UTC; None when unparseable
+    or when the instant has no UTC form (year 1 with a positive offset, year 9999 with a
+    negative one): such a time is treated as absent rather than failing every retry."""
     if raw is None:
         return None
     try:
@@ -140,8 +142,11 @@ def parse_timestamp(raw: str | None) -> datetime | None:
     except ValueError:
         return None
     if parsed.tzinfo is None:
-        parsed = parsed.replace(tzinfo=UTC)
-    return parsed
+        return parsed.replace(tzinfo=UTC)
+    try:
+        return parsed.astimezone(UTC)
+    except OverflowError:
+        return None
 
 
 def timestamp(container: Mapping[str, Any], key: str, path: str) -> datetime | None:
@@ -223,7 +228,7 @@ def canonical_json(value: object) -> str:
 
 
 def event_fingerprint(
-    provider_event: str,
+    provider_event: str | None,
     event_time: str | None,
     entity_ids: Sequence[str | None],
     payload: object,
@@ -252,8 +257,19 @@ def build_lead_event(
     lead_fields: dict[str, Any],
     activity: Activity | None,
     raw: dict[str, Any],
+    event_time: str | None = None,
 ) -> Parsed | Unreadable:
-    """Assemble the LeadEvent, or Unreadable when nothing identifies the person."""
+    """Assemble the LeadEvent, or Unreadable when nothing identifies the person.
+
+    `event_time` is the payload's own time as sent: when it does not parse to a UTC
+    instant it is kept in the lead's `extra` (as `unreadable_event_time`), so a person can
+    see what was sent while the event itself goes through as one without a time.
+    """
+    if event_time is not None and parse_timestamp(event_time) is None:
+        lead_fields = {
+            **lead_fields,
+            "extra": {**lead_fields.get("extra", {}), "unreadable_event_time": event_time},
+        }
     key = lead_key(
         provider=provider,
         email=lead_fields.get("email"),

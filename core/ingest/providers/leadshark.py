@@ -3,14 +3,23 @@
 Docs: docs/provider-docs/leadshark-events.txt and leadshark-dm-sent.txt.
 
 Signature: `X-Webhook-Signature: <hex>` (no prefix), HMAC-SHA256 of JavaScript's
-`JSON.stringify(payload)`. We accept an HMAC over the raw body, or over a JS-exact
-re-serialization of the parsed body (`jsjson`); LeadShark's own Python sample
-(`json.dumps`, which escapes non-ASCII) would reject a lead named José, ours does not.
+`JSON.stringify(payload)`. We accept an HMAC over the raw body (checked first: it is
+cheap, and a forged request usually stops there), or over a JS-exact re-serialization of
+the parsed body (`jsjson.reserialize`); LeadShark's own Python sample (`json.dumps`,
+which escapes non-ASCII) would reject a lead named José, ours does not.
 
-Event name: the body's `event` is authoritative because the signature covers it; the
-unsigned `X-Webhook-Event` header is only used when the body has none. When both are
-present and disagree the event is Unreadable (quarantined for a person to look at): one
-of them is wrong and guessing which could file a comment as a new lead.
+The signature must bind what leadrelay reads. When only the re-serialization matches,
+many bodies share one signature (padding, key order, and numbers: `1.0`, `1E0` and `1`
+print alike, as do `9007199254740992` and `...993`, or every integer of 310 digits and
+`null`). A body holding a number that Python reads differently from its JavaScript print
+is refused (401 `signature_not_binding`): LeadShark's Node never writes one. Every other
+such variant reads as exactly the same values, so it is the same event (a duplicate),
+and a quarantined one is deduplicated on the re-serialized form, not the raw bytes.
+
+Event name: the body's `event` wins because the signature covers it; the unsigned
+`X-Webhook-Event` header is only read when the body has no `event`, and even then it is
+left out of the idempotency key, so rewriting the header of a captured request cannot
+turn one signed body into several events.
 
 LeadShark sends no event id, so the idempotency key is a fingerprint of the event name,
 its `timestamp` and the ids of the person and the thing engaged with (comment, post).
@@ -18,13 +27,19 @@ its `timestamp` and the ids of the person and the thing engaged with (comment, p
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from datetime import datetime
 from typing import Any, ClassVar
 from urllib.parse import urlsplit
 
 from leadrelay.core.ingest.providers import fields, jsjson
-from leadrelay.core.ingest.providers.base import ParseResult, Provider, Unreadable, header
+from leadrelay.core.ingest.providers.base import (
+    ParseResult,
+    Provider,
+    SignatureError,
+    Unreadable,
+    header,
+)
 from leadrelay.core.schema import Activity, EventType
 
 EVENT_HEADER = "X-Webhook-Event"
@@ -77,6 +92,7 @@ class LeadSharkProvider(Provider):
     name = "leadshark"
     signature_header = "X-Webhook-Signature"
     signature_prefix = ""
+    kept_headers = (EVENT_HEADER,)
     event_types: ClassVar[dict[str, EventType | None]] = {
         "email.captured": "lead.created",
         "new.profile.visit": "lead.activity",
@@ -86,12 +102,30 @@ class LeadSharkProvider(Provider):
     }
 
     def signed_messages(self, body: bytes) -> list[bytes]:
-        """The raw body, and JSON.stringify of it when that differs (and it is JSON)."""
-        try:
-            reserialized = jsjson.stringify(jsjson.parse(body)).encode("utf-8")
-        except (ValueError, RecursionError, TypeError):
+        """The raw body, and JSON.stringify of it when that differs and binds the body."""
+        form = jsjson.reserialize(body)
+        if form is None or form.text is None:
             return [body]
+        reserialized = form.text.encode("utf-8")
         return [body] if reserialized == body else [body, reserialized]
+
+    def verify(self, headers: Mapping[str, str], body: bytes, secrets: Sequence[str]) -> None:
+        digest = self.presented_digest(headers)
+        if self.signed_by(body, digest, secrets):
+            return
+        form = jsjson.reserialize(body)
+        if form is not None and form.text is None:
+            raise SignatureError(
+                "not_binding",
+                "the body holds a number JavaScript prints differently (1.0, 1E5, an "
+                "integer past 2^53, one that overflows): a LeadShark signature cannot bind it",
+            )
+        if form is None or not self.signed_by(form.text.encode("utf-8"), digest, secrets):
+            raise self.mismatch()
+
+    def canonical_body(self, body: bytes) -> bytes:
+        form = jsjson.reserialize(body)
+        return body if form is None or form.text is None else form.text.encode("utf-8")
 
     def read(
         self,
@@ -103,18 +137,13 @@ class LeadSharkProvider(Provider):
     ) -> ParseResult:
         body_event = fields.text(payload, "event", "event")
         header_event = (header(headers, EVENT_HEADER) or "").strip() or None
-        if body_event and header_event and body_event != header_event:
-            return Unreadable(
-                f"body event {body_event!r} disagrees with {EVENT_HEADER} {header_event!r}",
-                provider_event=body_event,
-            )
         provider_event = body_event or header_event
         if provider_event is None:
             return Unreadable(f"no event name: body `event` and {EVENT_HEADER} are missing")
         event_time = fields.text(payload, "timestamp", "timestamp")
         event_type = self.event_types.get(provider_event)
         if event_type is None:
-            key = fields.event_fingerprint(provider_event, event_time, [], payload)
+            key = fields.event_fingerprint(body_event, event_time, [], payload)
             return fields.not_a_lead_event(self.event_types, provider_event, key)
 
         data = fields.require_object(payload, "data", "data")
@@ -139,7 +168,7 @@ class LeadSharkProvider(Provider):
 
         activity = self._activity(provider_event, data, person_key)
         idempotency_key = fields.event_fingerprint(
-            provider_event,
+            body_event,
             event_time,
             [
                 lead_fields["email"],
@@ -162,6 +191,7 @@ class LeadSharkProvider(Provider):
             lead_fields=lead_fields,
             activity=activity,
             raw=payload,
+            event_time=event_time,
         )
 
     def _activity(self, provider_event: str, data: dict[str, Any], person_key: str) -> Activity:
