@@ -1,7 +1,7 @@
 """Entry points by name, the built-in distribution's winning over plugins' of the same name.
 
-Connectors (`leadrelay.connectors`) and providers (`leadrelay.providers`) are both found
-this way, so a built-in and a third-party one are loaded alike. Imports nothing of ours.
+Connectors and providers are both found this way, so a built-in and a third-party one are
+loaded alike. Imports nothing of ours.
 """
 
 from __future__ import annotations

@@ -1,9 +1,9 @@
-"""Connector types by name, from the `leadrelay.connectors` entry-point group.
+"""Connector types by name, from the connectors' entry-point group (`ENTRY_POINT_GROUP`).
 
 Built-in connectors are entry points of the `leadrelay` distribution, like third-party
-ones, so nothing in `core/` imports `leadrelay.connectors`. A class is imported on first
-use, so a deployment that only writes CSV never imports the Salesforce SDK. When a plugin
-reuses a built-in name, the built-in wins.
+ones, so nothing in `core/` imports the built-in connectors' package. A class is imported
+on first use, so a deployment that only writes CSV never imports the Salesforce SDK. When
+a plugin reuses a built-in name, the built-in wins.
 """
 
 from __future__ import annotations
