@@ -26,9 +26,11 @@ Writes:
   `simple_salesforce.format_soql`; converted leads are ignored, the most recently modified
   match wins), then updated, or created when none exists, again through sObject Collections
   (200 per call). Leads without an email cannot be matched and are Skipped with a reason.
-  Two workers racing on the same new email can create two Leads: at-least-once.
-- Several events for the same lead in one batch are applied in order, one per round trip,
-  so a batch never creates the same lead twice.
+  The engine never has two deliveries of one lead in flight at once (per-lead order), so
+  two workers cannot both create a Lead for one new email.
+- Several events for the same lead in one batch become one write, in order (later values
+  win); a `lead.deleted` among them stays a write of its own, in its place. So a batch
+  never creates the same lead twice.
 
 Field mapping (Salesforce field -> lead field; `field_map` adds or overrides entries, a
 `null` value drops a default): FirstName, LastName, Company, Title, Email, Phone,

@@ -14,6 +14,7 @@ from leadrelay.connectors.salesforce.batching import (
     COLLECTION_LIMIT,
     LOOKUP_CHUNK,
     Item,
+    coalesce,
     rounds,
 )
 from leadrelay.connectors.salesforce.client import BatchFailure, SalesforceSession
@@ -60,6 +61,7 @@ class SalesforceConnector(Connector[SalesforceOptions]):
                 items.append(prepared)
             else:
                 outcomes[index] = prepared
+        items = coalesce(items)
         if items:
             with self._session.lock:
                 try:
@@ -75,6 +77,9 @@ class SalesforceConnector(Connector[SalesforceOptions]):
                     for item in items:
                         if outcomes[item.index] is None:
                             outcomes[item.index] = failure.outcome
+                for item in items:
+                    for index in item.merged:
+                        outcomes[index] = outcomes[item.index]
                 # Also after a failure: records written before it are Delivered and would
                 # not be retried, so their Tasks are logged now (or their outcome becomes
                 # the Task's failure, and the retry writes them again).
@@ -323,15 +328,16 @@ class SalesforceConnector(Connector[SalesforceOptions]):
         if not self._logs_tasks():
             return
         pending = [
-            item
+            (item, index)
             for item in items
+            for index in item.indices
             if item.record_id
             and not item.archive
-            and batch[item.index].activity is not None
-            and isinstance(outcomes[item.index], Delivered)
+            and batch[index].activity is not None
+            and isinstance(outcomes[index], Delivered)
         ]
         for chunk in chunks(pending, COLLECTION_LIMIT):
-            records = [task_record(batch[item.index], item.record_id or "") for item in chunk]
+            records = [task_record(batch[index], item.record_id or "") for item, index in chunk]
             results: Sequence[dict[str, Any] | Outcome]
             try:
                 results = self._session.call(
@@ -341,10 +347,10 @@ class SalesforceConnector(Connector[SalesforceOptions]):
                 )
             except BatchFailure as failure:
                 results = [failure.outcome] * len(chunk)
-            for item, result in zip(chunk, results, strict=True):
-                written = outcomes[item.index]
+            for (_item, index), result in zip(chunk, results, strict=True):
+                written = outcomes[index]
                 assert isinstance(written, Delivered)
-                outcomes[item.index] = self._with_task(written, result)
+                outcomes[index] = self._with_task(written, result)
 
     def _logs_tasks(self) -> bool:
         return self.options.activity_tasks

@@ -66,7 +66,8 @@ class SalesforceOptions(CrmOptions):
     activity_tasks: bool = True
     # transport
     verify: bool | str = True  # CA bundle path, or False (never in production)
-    timeout: float = Field(default=30.0, gt=0)
+    # Inside the default delivery lease (30 s) with its margin.
+    timeout: float = Field(default=20.0, gt=0)
     rate_limit_delay: float = Field(default=60.0, ge=0)
 
     @field_validator("object", "external_id_field")

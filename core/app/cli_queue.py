@@ -99,7 +99,8 @@ def deliveries(
     with_attempts: bool,
     as_json: bool,
 ) -> None:
-    """List deliveries and their state; `waiting` shows a disabled connector's backlog."""
+    """List deliveries and their state; `waiting` says what a pending one waits for (a
+    disabled connector, or the lead's earlier delivery, which goes first)."""
     config = load(config_path)
     store = existing_store(config)
     rows = store.list_deliveries(
@@ -127,6 +128,8 @@ def deliveries(
                 row["waiting"] = "connector disabled in config"
             elif row["connector"] in runtime_disabled:
                 row["waiting"] = f"connector disabled: {runtime_disabled[row['connector']]}"
+            elif row["waits_for"] is not None:
+                row["waiting"] = f"for delivery {row['waits_for']} (same lead, sent first)"
         if with_attempts or delivery_id is not None:
             row["attempt_log"] = store.attempts_of(row["id"])
     if delivery_id is not None and not as_json:

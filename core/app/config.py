@@ -34,6 +34,8 @@ from leadrelay.core.durations import Duration
 from leadrelay.core.ingest.settings import ServerConfig, SourceConfig
 
 CONFIG_ENV_VAR = "LEADRELAY_CONFIG"
+# How much longer than a connector's request timeout the delivery lease must be.
+LEASE_MARGIN_S = 2.0
 DEFAULT_CONFIG_FILE = "connectors.yaml"
 
 
@@ -123,6 +125,22 @@ class Config(_Strict):
                     f"name {name!r} must be letters, digits, '_', '-' or '.', at most 64"
                 )
         return value
+
+    @model_validator(mode="after")
+    def _lease_outlasts_a_request(self) -> Config:
+        # The lease is checked just before a send; one request must end inside it even if
+        # the heartbeat cannot reach the database meanwhile, with room to record it.
+        lease = self.delivery.lease.total_seconds()
+        for name, options in self.connectors.items():
+            timeout = getattr(options, "timeout", None)
+            if isinstance(timeout, int | float) and lease < timeout + LEASE_MARGIN_S:
+                raise ConfigError(
+                    self.path,
+                    "delivery.lease",
+                    f"{lease:g}s is shorter than connectors.{name}.timeout ({timeout:g}s) plus "
+                    f"{LEASE_MARGIN_S:g}s: raise delivery.lease or lower the timeout",
+                )
+        return self
 
     @model_validator(mode="after")
     def _references_exist(self) -> Config:

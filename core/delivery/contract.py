@@ -83,6 +83,10 @@ class ConnectorOptions(BaseModel):
     require: list[str] = Field(default_factory=list)
     # Name of another connector (typically Slack) told when a delivery goes dead.
     on_dead: str | None = None
+    # An event older (`occurred_at`) than the newest one delivered for its lead: `skip`
+    # records it as superseded, `deliver` sends it anyway. Logs (CSV, Slack, webhooks)
+    # want every event; CRMs want the newest state.
+    on_stale: Literal["skip", "deliver"] = "deliver"
 
     @field_validator("require")
     @classmethod
@@ -94,9 +98,11 @@ class ConnectorOptions(BaseModel):
 
 
 class CrmOptions(ConnectorOptions):
-    """CRMs never delete on their own; `on_delete: archive` opts in to archiving."""
+    """CRMs never delete on their own (`on_delete: archive` opts in to archiving) and never
+    overwrite a lead with an older event than they were sent (`on_stale: deliver` does)."""
 
     on_delete: Literal["skip", "archive"] = "skip"
+    on_stale: Literal["skip", "deliver"] = "skip"
 
 
 OptionsT = TypeVar("OptionsT", bound=ConnectorOptions)

@@ -41,7 +41,9 @@ class DeliveryPolicy(BaseModel):
     )
     # Fraction of each delay added at random, so a burst of failures does not retry in step.
     jitter: float = Field(default=0.1, ge=0, le=1)
-    lease: Duration = Field(default=timedelta(minutes=2))
+    # How long a claimed delivery stays with its worker without a renewal; the worker's
+    # heartbeat renews it every third of this while it works.
+    lease: Duration = Field(default=timedelta(seconds=30))
     poll_interval: Duration = Field(default=timedelta(seconds=2))
     # A Retry-After longer than this is capped, so one odd header cannot park a lead for days.
     max_retry_after: Duration = Field(default=timedelta(hours=1))

@@ -5,20 +5,27 @@ until the store wakes it (`Store.subscribe`: new deliveries committed in this pr
 on PostgreSQL, in another), until its next scheduled retry is due, or for
 `poll_interval` at most. Retention purging is not the worker's: see app/housekeeping.py.
 
-Delivery is at-least-once: a worker that dies mid-batch leaves its lease to expire and
-another worker sends the batch again; connectors that can upsert or dedup make that
-effectively once.
+Per lead, in order: the store hands a worker the head of each lead's line and what is
+queued behind it, never a delivery of a lead another worker holds; the worker sends them in
+id order and stops at the first sign of trouble, so what follows waits for the retry. An
+event older than the newest one already delivered for its lead is skipped as superseded
+where the connector says `on_stale: skip`.
+
+Leases: a heartbeat renews the leases this worker holds every third of `lease`, and each
+chunk's leases are checked just before it is sent, so a slow destination is not sent twice
+and a lost lease is not sent at all. A worker that starts frees at once the leases of dead
+processes on its host; other hosts' leases expire.
+
+Delivery is still at-least-once: a worker that dies mid-send leaves its batch to be sent
+again; connectors that can upsert or dedup make that effectively once.
 """
 
 from __future__ import annotations
 
 import logging
-import os
 import random
-import socket
 import threading
 import time
-import uuid
 from collections.abc import Callable, Mapping, Sequence
 from datetime import datetime
 from typing import Protocol
@@ -27,10 +34,13 @@ from leadrelay.core import metrics
 from leadrelay.core.delivery.contract import (
     Connector,
     ConnectorOptions,
+    Delivered,
     Outcome,
     RateLimited,
     Retryable,
+    Skipped,
 )
+from leadrelay.core.delivery.owner import dead_on_this_host, new_owner_id
 from leadrelay.core.delivery.policy import (
     DeliveryPolicy,
     decide,
@@ -43,6 +53,8 @@ from leadrelay.core.schema import Activity, LeadEvent
 from leadrelay.core.store.store import (
     ClaimedDelivery,
     DeliveryUpdate,
+    LeasedDelivery,
+    NewestDelivered,
     Store,
     StoreUnavailable,
     UnloadableDelivery,
@@ -54,12 +66,11 @@ log = logging.getLogger("leadrelay.worker")
 Clock = Callable[[], datetime]
 _DISABLED_CACHE_S = 2.0
 # Connectors that send one event per call still claim and record several per transaction:
-# two SQLite commits per event would otherwise cap delivery far below ingest. Small enough
-# that even slow destinations finish a claim well inside the lease.
+# two SQLite commits per event would otherwise cap delivery far below ingest. The heartbeat
+# keeps the leases of a claim that takes longer than the lease to send.
 _MIN_CLAIM = 10
-_MAX_WORKER_ID_CHARS = 64  # deliveries.lease_owner, attempts.worker
 # Pauses between tries to record outcomes while the store is unavailable: about six
-# seconds in all, well inside a lease (minutes), so the batch is not sent twice.
+# seconds in all, inside the default lease (30 s), so the batch is not sent twice.
 COMPLETE_RETRY_PAUSES_S = (0.2, 0.4, 0.8, 1.6, 3.2)
 
 
@@ -80,16 +91,6 @@ def build_connectors(config: WorkerConfig) -> dict[str, Connector]:
     }
 
 
-def default_worker_id() -> str:
-    """`host:pid:random`, cut to fit the 64-character lease and attempt columns.
-
-    The host part is what gets shortened (pod and cloud host names can be long); the pid
-    and random suffix keep two workers on one host apart.
-    """
-    suffix = f":{os.getpid()}:{uuid.uuid4().hex[:6]}"
-    return socket.gethostname()[: _MAX_WORKER_ID_CHARS - len(suffix)] + suffix
-
-
 class Worker:
     def __init__(
         self,
@@ -104,7 +105,7 @@ class Worker:
         self.config = config
         self.store = store
         self.connectors = dict(connectors) if connectors is not None else build_connectors(config)
-        self.worker_id = worker_id or default_worker_id()
+        self.worker_id = worker_id or new_owner_id()
         self.clock = clock
         self.rng = rng
         self._stopping = threading.Event()
@@ -113,6 +114,12 @@ class Worker:
         self._unsubscribe: Callable[[], None] | None = None
         self._disabled: frozenset[str] = frozenset()
         self._disabled_read_at = float("-inf")
+        # Deliveries this worker holds the lease of, and until when (by this worker's
+        # clock, which wrote it): renewed by the heartbeat.
+        self._held: dict[int, datetime] = {}
+        self._held_lock = threading.Lock()
+        self._heartbeat_stop = threading.Event()
+        self._heartbeat_thread: threading.Thread | None = None
 
     # -- one batch, the unit the tests drive ---------------------------------------------
 
@@ -141,6 +148,17 @@ class Worker:
         )
         if not leased:
             return 0
+        leased_ids = [d.id for d in leased]
+        with self._held_lock:
+            self._held.update(dict.fromkeys(leased_ids, now + self.config.delivery.lease))
+        try:
+            return self._process(connector, leased, now)
+        finally:
+            with self._held_lock:
+                for delivery_id in leased_ids:
+                    self._held.pop(delivery_id, None)
+
+    def _process(self, connector: Connector, leased: list[LeasedDelivery], now: datetime) -> int:
         if self._stopping.is_set():
             self.store.release(self.worker_id, [c.id for c in leased])
             return 0
@@ -149,8 +167,7 @@ class Worker:
         if not claimed:
             return 0
         started_at = now
-        batch, outcomes = self._send_in_chunks(connector, claimed)
-        unsent = claimed[len(batch) :]
+        sent, unsent = self._send_in_chunks(connector, claimed)
         if unsent:
             self.store.release(self.worker_id, [c.id for c in unsent])
         finished_at = self.clock()
@@ -163,33 +180,93 @@ class Worker:
                 policy=self.config.delivery,
                 rng=self.rng,
             )
-            for delivery, outcome in zip(batch, outcomes, strict=True)
+            for delivery, outcome in sent
         ]
         self._complete(updates, finished_at)
-        for delivery, outcome, upd in zip(batch, outcomes, updates, strict=True):
-            self._observe(name, delivery, outcome, upd, finished_at)
+        for (delivery, outcome), upd in zip(sent, updates, strict=True):
+            self._observe(connector.name, delivery, outcome, upd, finished_at)
         self._honour_disable_request(connector)
-        return len(batch)
+        return len(sent)
 
     def _send_in_chunks(
         self, connector: Connector, claimed: list[ClaimedDelivery]
-    ) -> tuple[list[ClaimedDelivery], list[Outcome]]:
-        """Send claimed deliveries in the connector's batch size; stop at the first sign of
-        trouble (retry, rate limit, a disable request) or shutdown. Returns what was sent."""
-        sent: list[ClaimedDelivery] = []
-        outcomes: list[Outcome] = []
+    ) -> tuple[list[tuple[ClaimedDelivery, Outcome]], list[ClaimedDelivery]]:
+        """Send claimed deliveries in the connector's batch size, in order; stop at the first
+        sign of trouble (retry, rate limit, a disable request) or shutdown.
+
+        Returns each finished delivery with its outcome, and the ones to give back unsent.
+        Deliveries whose lease was lost are in neither: their new holder records them.
+        """
+        skip_stale = self.config.connectors[connector.name].on_stale == "skip"
+        newest = (
+            self.store.newest_delivered(
+                connector.name, {d.lead_key for d in claimed if d.lead_key is not None}
+            )
+            if skip_stale
+            else {}
+        )
+        finished: list[tuple[ClaimedDelivery, Outcome]] = []
+        unsent: list[ClaimedDelivery] = []
+        lost_leads: set[str | None] = set()
         size = connector.batch_size
         for start in range(0, len(claimed), size):
             if start and self._stopping.is_set():
+                unsent += claimed[start:]
                 break
-            chunk = claimed[start : start + size]
-            chunk_outcomes = self._send(connector, chunk)
-            sent += chunk
-            outcomes += chunk_outcomes
-            troubled = any(isinstance(o, Retryable | RateLimited) for o in chunk_outcomes)
+            chunk = self._still_held(claimed[start : start + size], lost_leads)
+            # A lead whose earlier delivery was lost must not have its later ones sent here.
+            unsent += [d for d in chunk if d.lead_key in lost_leads and d.lead_key is not None]
+            chunk = [d for d in chunk if d.lead_key not in lost_leads or d.lead_key is None]
+            stale = _superseded(chunk, newest) if skip_stale else {}
+            to_send = [d for d in chunk if d.id not in stale]
+            outcomes = self._send(connector, to_send) if to_send else []
+            results = dict(zip([d.id for d in to_send], outcomes, strict=True))
+            for delivery in chunk:
+                outcome = results.get(delivery.id)
+                if outcome is None:
+                    # Superseded: skipped once what supersedes it is delivered, else it goes
+                    # back to wait for it.
+                    superseder = stale[delivery.id]
+                    by = results.get(superseder.delivery_id) if superseder.delivery_id else None
+                    if superseder.delivery_id is None or isinstance(by, Delivered):
+                        finished.append((delivery, Skipped(f"superseded by {superseder.event_id}")))
+                    else:
+                        unsent.append(delivery)
+                    continue
+                finished.append((delivery, outcome))
+                if isinstance(outcome, Delivered):
+                    _advance(newest, delivery)
+            troubled = any(isinstance(o, Retryable | RateLimited) for o in results.values())
             if troubled or connector.disable_requested:
+                unsent += claimed[start + size :]
                 break
-        return sent, outcomes
+        return finished, unsent
+
+    def _still_held(
+        self, chunk: list[ClaimedDelivery], lost_leads: set[str | None]
+    ) -> list[ClaimedDelivery]:
+        """The chunk without deliveries whose lease this worker lost (checked just before the
+        send, so a lease taken over is never sent by two workers).
+
+        A lease that has not expired cannot have been taken: only those whose last claim or
+        renewal is older than two thirds of the lease (the heartbeat did not get through)
+        are read back from the store.
+        """
+        now = self.clock()
+        safe_until = now + self.config.delivery.lease / 3
+        with self._held_lock:
+            doubtful = [d.id for d in chunk if self._held.get(d.id, now) <= safe_until]
+        held = {d.id for d in chunk} - set(doubtful)
+        if doubtful:
+            held |= self.store.still_held(self.worker_id, doubtful, now)
+        lost = [d for d in chunk if d.id not in held]
+        if lost:
+            lost_leads.update(d.lead_key for d in lost)
+            log.warning(
+                "lease lost before sending; another worker has these deliveries",
+                extra=fields(worker=self.worker_id, deliveries=[d.id for d in lost]),
+            )
+        return [d for d in chunk if d.id in held]
 
     def _send(self, connector: Connector, batch: Sequence[ClaimedDelivery]) -> list[Outcome]:
         try:
@@ -324,7 +401,51 @@ class Worker:
                 break
         return total
 
+    def heartbeat(self) -> None:
+        """Renew the leases this worker holds (its heartbeat thread calls this)."""
+        with self._held_lock:
+            held = sorted(self._held)
+        if not held:
+            return
+        now = self.clock()
+        lease = self.config.delivery.lease
+        try:
+            renewed = self.store.renew(self.worker_id, held, now, lease)
+        except StoreUnavailable as exc:
+            log.warning("could not renew leases", extra=fields(error=str(exc)))
+            return
+        with self._held_lock:
+            for delivery_id in renewed & self._held.keys():
+                self._held[delivery_id] = now + lease
+
+    def _heartbeat_loop(self) -> None:
+        interval = self.config.delivery.lease.total_seconds() / 3
+        while not self._heartbeat_stop.wait(interval):
+            self.heartbeat()
+
+    def reclaim_dead_leases(self) -> int:
+        """Free the leases held by processes of this host that are gone (killed, crashed),
+        so their deliveries go out now instead of when the leases expire."""
+        try:
+            owners = self.store.lease_owners(self.clock())
+            dead = sorted(owner for owner in owners if dead_on_this_host(owner))
+            released = self.store.release_owners(dead)
+        except StoreUnavailable as exc:
+            log.warning("could not reclaim dead workers' leases", extra=fields(error=str(exc)))
+            return 0
+        if released:
+            log.warning(
+                "reclaimed leases of dead workers on this host",
+                extra=fields(owners=dead, deliveries=released),
+            )
+        return released
+
     def start(self) -> None:
+        self.reclaim_dead_leases()
+        self._heartbeat_thread = threading.Thread(
+            target=self._heartbeat_loop, name="worker-heartbeat", daemon=True
+        )
+        self._heartbeat_thread.start()
         for name in self.connectors:
             thread = threading.Thread(
                 target=self._loop, args=(name,), name=f"worker-{name}", daemon=True
@@ -353,6 +474,9 @@ class Worker:
         self.wake()
         for thread in self._threads:
             thread.join(timeout=timeout)
+        self._heartbeat_stop.set()
+        if self._heartbeat_thread is not None:
+            self._heartbeat_thread.join(timeout=timeout)
         for connector in self.connectors.values():
             connector.close()
         log.info("worker stopped", extra=fields(worker=self.worker_id))
@@ -384,9 +508,48 @@ class Worker:
             if not self.enabled(name):
                 # Its deliveries may well be due; they wait for the connector, not the clock.
                 return poll
-            due = self.store.next_due_at(name)
+            due = self.store.next_due_at(name, self.clock())
         except StoreUnavailable:
             return poll
         if due is None:
             return poll
         return min(poll, max((due - self.clock()).total_seconds(), 0.01))
+
+
+class _Superseder:
+    """What makes a claimed event stale: a newer event of its lead, delivered before
+    (`delivery_id` None) or being sent in the same chunk."""
+
+    def __init__(self, occurred_at: datetime, event_id: str, delivery_id: int | None) -> None:
+        self.occurred_at = occurred_at
+        self.event_id = event_id
+        self.delivery_id = delivery_id
+
+
+def _superseded(
+    chunk: list[ClaimedDelivery], newest: Mapping[str, NewestDelivered]
+) -> dict[int, _Superseder]:
+    """Deliveries of the chunk whose event is older than one already delivered for its lead
+    or than an earlier one of the chunk (coalesced writes apply in order: later wins)."""
+    latest = {
+        key: _Superseder(found.occurred_at, found.event_id, None) for key, found in newest.items()
+    }
+    stale: dict[int, _Superseder] = {}
+    for delivery in chunk:
+        key, occurred_at = delivery.lead_key, delivery.event.occurred_at
+        if key is None or occurred_at is None:
+            continue
+        ahead = latest.get(key)
+        if ahead is not None and occurred_at < ahead.occurred_at:
+            stale[delivery.id] = ahead
+        else:
+            latest[key] = _Superseder(occurred_at, delivery.event_id, delivery.id)
+    return stale
+
+
+def _advance(newest: dict[str, NewestDelivered], delivery: ClaimedDelivery) -> None:
+    key, occurred_at = delivery.lead_key, delivery.event.occurred_at
+    if key is None or occurred_at is None:
+        return
+    if key not in newest or occurred_at >= newest[key].occurred_at:
+        newest[key] = NewestDelivered(occurred_at, delivery.event_id)

@@ -64,5 +64,10 @@ class Backend(ABC):
     def lock_for_migration(self, conn: Connection) -> None:
         """Make processes starting at once migrate one after the other."""
 
+    @abstractmethod
+    def lock_for_claim(self, conn: Connection, connector: str) -> None:
+        """Make claims of one connector's deliveries take turns until this transaction ends,
+        so each sees the leases the previous one took (one lead, one holder)."""
+
     def close(self) -> None:
         self.engine.dispose()

@@ -50,19 +50,7 @@ class EventRows:
         )
         self._events = BulkInsert(events, _EVENT_COLUMNS, dialect)
         self._identity_map = IdentityMap(dialect)
-        self._deliveries = BulkInsert(
-            deliveries,
-            (
-                "event_id",
-                "connector",
-                "status",
-                "attempts",
-                "next_attempt_at",
-                "created_at",
-                "updated_at",
-            ),
-            dialect,
-        )
+        self._deliveries = BulkInsert(deliveries, _DELIVERY_COLUMNS, dialect)
 
     def prepare(self, record: IncomingEvent, now: datetime) -> PreparedEvent:
         return PreparedEvent(
@@ -74,7 +62,9 @@ class EventRows:
             ),
             event_row=self._events.bind(_event_row(record)),
             delivery_rows=tuple(
-                self._deliveries.bind((record.event_id, name, "pending", 0, now, now, now))
+                self._deliveries.bind(
+                    (record.event_id, name, record.lead_key, "pending", 0, now, now, now)
+                )
                 for name in record.connectors
             ),
             claim=Claim(record.event_id, record.lead_key, record.identifiers, record.received_at)
@@ -100,13 +90,19 @@ class EventRows:
             [r.key_row for r in unique],
             self._dedup_keys,
         )
-        rows = [row for n in fresh for row in unique[n].delivery_rows]
+        rows: list[tuple[Any, ...]] = []
         if fresh:
             new_records = [unique[n] for n in fresh]
             event_rows = [record.event_row for record in new_records]
             conflicts = self._resolve_persons(conn, new_records, event_rows)
             self._events.execute(conn, event_rows)
             self._identity_map.record_conflicts(conn, conflicts)
+            # Each delivery is ordered by its event's person (resolved just above).
+            rows = [
+                _with_lead(row, event_row[_LEAD_KEY_AT])
+                for record, event_row in zip(new_records, event_rows, strict=True)
+                for row in record.delivery_rows
+            ]
             if rows:
                 self._deliveries.execute(conn, rows)
                 self._backend.notify(conn)
@@ -155,7 +151,25 @@ _EVENT_COLUMNS = (
     "reason",
 )
 _LEAD_KEY_AT = _EVENT_COLUMNS.index("lead_key")
+_DELIVERY_COLUMNS = (
+    "event_id",
+    "connector",
+    "lead_key",
+    "status",
+    "attempts",
+    "next_attempt_at",
+    "created_at",
+    "updated_at",
+)
+_DELIVERY_LEAD_KEY_AT = _DELIVERY_COLUMNS.index("lead_key")
 _IDENTITIES_AT = _EVENT_COLUMNS.index("identities")
+
+
+def _with_lead(delivery_row: tuple[Any, ...], lead_key: str | None) -> tuple[Any, ...]:
+    # Text binds as it is, like `_with_person`.
+    patched = list(delivery_row)
+    patched[_DELIVERY_LEAD_KEY_AT] = lead_key
+    return tuple(patched)
 
 
 def _with_person(row: tuple[Any, ...], key: str, identities_json: str) -> tuple[Any, ...]:

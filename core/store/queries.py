@@ -62,6 +62,20 @@ class StoreQueries(ABC):
             return dict(row._mapping) if row else None
 
     def list_deliveries(self, f: DeliveryFilter) -> list[dict[str, Any]]:
+        """Deliveries, newest first; `waits_for` is the id of the pending delivery of the
+        same lead and connector this one waits behind (None when it does not wait)."""
+        before = deliveries.alias("before")
+        waits_for = (
+            select(func.min(before.c.id))
+            .where(
+                before.c.connector == deliveries.c.connector,
+                before.c.lead_key == deliveries.c.lead_key,
+                before.c.status == "pending",
+                before.c.id < deliveries.c.id,
+                deliveries.c.status == "pending",
+            )
+            .scalar_subquery()
+        )
         query = select(
             deliveries.c.id,
             deliveries.c.event_id,
@@ -75,6 +89,7 @@ class StoreQueries(ABC):
             events.c.source,
             events.c.type,
             events.c.lead_key,
+            waits_for.label("waits_for"),
         ).join(events, events.c.event_id == deliveries.c.event_id)
         if f.status:
             query = query.where(deliveries.c.status == f.status)

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import json
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import UTC, datetime
 
 from pydantic import ValidationError
@@ -58,6 +58,8 @@ class LeasedDelivery:
     connector: str
     attempts: int
     created_at: datetime
+    # The lead whose deliveries to this connector go one at a time, in order (None: any).
+    lead_key: str | None = field(default=None, kw_only=True)
 
 
 @dataclass(frozen=True)
@@ -89,6 +91,14 @@ class DeliveryUpdate:
     outcome: str
     started_at: datetime
     attempt_number: int
+
+
+@dataclass(frozen=True)
+class NewestDelivered:
+    """The newest event delivered for one lead to one connector (by `occurred_at`)."""
+
+    occurred_at: datetime
+    event_id: str
 
 
 @dataclass(frozen=True)

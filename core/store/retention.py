@@ -3,7 +3,8 @@ persons' identity entries after `dedup_retention`.
 
 Events with a delivery still pending are kept whatever their age, and a dedup key outlives
 its event's payload (`dedup_retention`), so a provider replaying an old signed body is
-still answered `duplicate`.
+still answered `duplicate`. A lead's newest delivered event (`lead_progress`, for
+superseded events) is kept as long as the dedup keys.
 """
 
 from __future__ import annotations
@@ -13,7 +14,7 @@ from datetime import datetime, timedelta
 from sqlalchemy import Connection, delete, select
 
 from leadrelay.core.store.identity_admin import purge_identities
-from leadrelay.core.store.tables import attempts, dedup_keys, deliveries, events
+from leadrelay.core.store.tables import attempts, dedup_keys, deliveries, events, lead_progress
 
 
 def purge_old_rows(
@@ -37,6 +38,9 @@ def purge_old_rows(
     # A key whose event is still stored stays: without it the same body would be taken as
     # new and collide with that event's row (retention > dedup_retention, or a delivery
     # pending that long).
+    n_progress = conn.execute(
+        delete(lead_progress).where(lead_progress.c.updated_at < now - dedup_retention)
+    ).rowcount
     n_keys = conn.execute(
         delete(dedup_keys).where(
             dedup_keys.c.first_seen_at < now - dedup_retention,
@@ -49,4 +53,5 @@ def purge_old_rows(
         "attempts": n_attempts,
         "dedup_keys": n_keys,
         "identities": purge_identities(conn, now, dedup_retention),
+        "lead_progress": n_progress,
     }

@@ -101,6 +101,10 @@ class SqliteBackend(Backend):
         # `BEGIN IMMEDIATE` already makes the migrating transactions take turns.
         pass
 
+    def lock_for_claim(self, conn: Connection, connector: str) -> None:
+        # Every write transaction already holds the database's only write lock.
+        pass
+
     def close(self) -> None:
         super().close()
         self._write_lock.close()

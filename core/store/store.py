@@ -11,7 +11,8 @@ Durability rules this module keeps:
 - One way to wait: `subscribe` wakes its callback when deliveries may be due, after this
   process commits some and, on PostgreSQL, when another process does (LISTEN/NOTIFY).
 
-What differs between the databases lives in `sqlite.py` and `postgres.py`.
+The delivery queue (claims in per-lead order, leases, outcomes) is `queue.py`; what
+differs between the databases lives in `sqlite.py` and `postgres.py`.
 """
 
 from __future__ import annotations
@@ -21,18 +22,14 @@ from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from datetime import datetime, timedelta
 from importlib.resources import files
-from typing import Any
 
 from sqlalchemy import (
     Connection,
     Engine,
     and_,
-    bindparam,
-    case,
     delete,
     func,
     insert,
-    or_,
     select,
     update,
 )
@@ -46,6 +43,7 @@ from leadrelay.core.store.group_commit import GroupCommitter
 from leadrelay.core.store.identity_admin import IdentityAdmin, UnknownPerson
 from leadrelay.core.store.postgres import PostgresBackend
 from leadrelay.core.store.queries import StoreQueries
+from leadrelay.core.store.queue import DeliveryQueue, progress_rows
 from leadrelay.core.store.records import (
     ClaimedDelivery,
     DeliveryFilter,
@@ -54,11 +52,11 @@ from leadrelay.core.store.records import (
     IncomingEvent,
     IngestResult,
     LeasedDelivery,
+    NewestDelivered,
     StoreUnavailable,
     UnloadableDelivery,
     describe,
     dump_normalized,
-    load_error,
     load_lead_event,
     utcnow,
 )
@@ -82,6 +80,7 @@ __all__ = [
     "IncomingEvent",
     "IngestResult",
     "LeasedDelivery",
+    "NewestDelivered",
     "Store",
     "StoreUnavailable",
     "UnknownPerson",
@@ -111,7 +110,7 @@ def make_engine(url: str) -> Engine:
     return _backend_class(url).create_engine(url)
 
 
-class Store(StoreQueries, IdentityAdmin):
+class Store(StoreQueries, DeliveryQueue, IdentityAdmin):
     def __init__(self, url: str, engine: Engine | None = None, *, max_group: int = 500) -> None:
         self.url = url
         self._backend = _backend_class(url)(url, engine)
@@ -129,6 +128,7 @@ class Store(StoreQueries, IdentityAdmin):
             ("delivery_id", "number", "worker", "started_at", "finished_at", "outcome", "error"),
             self._backend.engine.dialect,
         )
+        self._progress_rows = progress_rows(self._backend.engine.dialect)
 
     @property
     def engine(self) -> Engine:
@@ -251,165 +251,6 @@ class Store(StoreQueries, IdentityAdmin):
             self._wake_subscribers()
         return inserted.results
 
-    # delivery queue
-
-    def claim(
-        self,
-        connector: str,
-        worker: str,
-        limit: int,
-        now: datetime,
-        lease: timedelta,
-    ) -> list[LeasedDelivery]:
-        """Lease up to `limit` due deliveries of one connector.
-
-        PostgreSQL: `FOR UPDATE SKIP LOCKED`, so concurrent workers take disjoint rows.
-        SQLite: the UPDATE runs under `BEGIN IMMEDIATE`, which already serializes writers.
-        An expired lease (its worker died) makes the row claimable again. A delivery whose
-        stored event this code cannot load comes back as an UnloadableDelivery: the
-        caller's retry policy decides what becomes of it.
-        """
-        due = (
-            select(deliveries.c.id)
-            .where(
-                deliveries.c.status == "pending",
-                deliveries.c.connector == connector,
-                deliveries.c.next_attempt_at <= now,
-                or_(deliveries.c.lease_expires_at.is_(None), deliveries.c.lease_expires_at < now),
-            )
-            .order_by(deliveries.c.next_attempt_at, deliveries.c.id)
-            .limit(limit)
-            .with_for_update(skip_locked=True)
-        )
-        with self._write() as conn:
-            claimed = conn.execute(
-                update(deliveries)
-                .where(deliveries.c.id.in_(due.scalar_subquery()))
-                .values(lease_owner=worker, lease_expires_at=now + lease, updated_at=now)
-                .returning(
-                    deliveries.c.id,
-                    deliveries.c.event_id,
-                    deliveries.c.attempts,
-                    deliveries.c.created_at,
-                )
-            ).all()
-            if not claimed:
-                return []
-            loaded = {
-                row.event_id: row
-                for row in conn.execute(
-                    select(
-                        events.c.event_id,
-                        events.c.normalized,
-                        events.c.body,
-                        events.c.lead_key,
-                        events.c.identities,
-                    ).where(events.c.event_id.in_({row.event_id for row in claimed}))
-                )
-            }
-        out: list[LeasedDelivery] = []
-        for row in sorted(claimed, key=lambda r: r.id):
-            stored = loaded[row.event_id]
-            leased = (row.id, row.event_id, connector, row.attempts, row.created_at)
-            try:
-                event = load_lead_event(
-                    stored.normalized, stored.body, stored.lead_key, stored.identities
-                )
-                out.append(ClaimedDelivery(*leased, event))
-            except ValueError as exc:
-                out.append(UnloadableDelivery(*leased, load_error(exc)))
-        return out
-
-    def complete(self, worker: str, updates: Sequence[DeliveryUpdate], now: datetime) -> int:
-        """Record the outcome of claimed deliveries; returns how many this worker still held.
-
-        One UPDATE per distinct outcome (a batch that all went through is one statement)
-        and one multi-row INSERT of attempts: a statement per delivery made recording a
-        batch of 100 cost more than sending it.
-        """
-        if not updates:
-            return 0
-        same_outcome: dict[tuple[Any, ...], list[int]] = {}
-        for u in updates:
-            finished_at = now if u.status in ("delivered", "skipped", "dead") else None
-            key = (u.status, u.attempts, u.next_attempt_at, u.last_error, finished_at)
-            same_outcome.setdefault(key, []).append(u.id)
-        with self._write() as conn:
-            # Locked on PostgreSQL, so a worker re-claiming an expired lease waits for us.
-            held = set(
-                conn.execute(
-                    select(deliveries.c.id)
-                    .where(
-                        deliveries.c.id.in_([u.id for u in updates]),
-                        deliveries.c.lease_owner == worker,
-                    )
-                    .with_for_update()
-                ).scalars()
-            )
-            for (status, tries, next_at, error, finished_at), ids in same_outcome.items():
-                conn.execute(
-                    _RECORD_OUTCOME,
-                    {
-                        "b_ids": ids,
-                        "b_worker": worker,
-                        "b_status": status,
-                        "b_attempts": tries,
-                        "b_next_attempt_at": next_at,
-                        "b_last_error": error,
-                        "b_now": now,
-                        "b_finished_at": finished_at,
-                    },
-                )
-            self._insert_attempts.execute(
-                conn,
-                [
-                    self._insert_attempts.bind(
-                        (
-                            u.id,
-                            u.attempt_number,
-                            worker,
-                            u.started_at,
-                            now,
-                            u.outcome if u.id in held else "lost_lease",
-                            u.last_error if u.outcome != "delivered" else None,
-                        )
-                    )
-                    for u in updates
-                ],
-            )
-        return len(held)
-
-    def release(self, worker: str, ids: Sequence[int]) -> None:
-        """Give leased deliveries back unsent (graceful shutdown)."""
-        if not ids:
-            return
-        with self._write() as conn:
-            conn.execute(
-                update(deliveries)
-                .where(deliveries.c.id.in_(ids), deliveries.c.lease_owner == worker)
-                .values(lease_owner=None, lease_expires_at=None)
-            )
-
-    def next_due_at(self, connector: str) -> datetime | None:
-        """When a pending delivery of `connector` next becomes claimable, None if none is.
-
-        A leased delivery counts from its lease's end: counting it as due would have the
-        other workers poll in a tight loop while its holder sends it.
-        """
-        claimable_at = case(
-            (
-                deliveries.c.lease_expires_at > deliveries.c.next_attempt_at,
-                deliveries.c.lease_expires_at,
-            ),
-            else_=deliveries.c.next_attempt_at,
-        )
-        with self._read() as conn:
-            return conn.execute(
-                select(func.min(claimable_at)).where(
-                    deliveries.c.status == "pending", deliveries.c.connector == connector
-                )
-            ).scalar()
-
     # connector state
 
     def disabled_connectors(self) -> dict[str, str]:
@@ -482,19 +323,31 @@ class Store(StoreQueries, IdentityAdmin):
         wanted = list(dict.fromkeys(event_ids))
         with self._write() as conn:
             existing: set[str] = set()
+            # Each delivery joins its lead's line, behind what is already queued for it.
+            lead_keys: dict[str, str | None] = {}
             for start in range(0, len(wanted), _ROWS_PER_STATEMENT):
+                chunk = wanted[start : start + _ROWS_PER_STATEMENT]
                 existing.update(
                     conn.execute(
                         select(deliveries.c.event_id).where(
                             deliveries.c.connector == connector,
-                            deliveries.c.event_id.in_(wanted[start : start + _ROWS_PER_STATEMENT]),
+                            deliveries.c.event_id.in_(chunk),
                         )
                     ).scalars()
+                )
+                lead_keys.update(
+                    (row.event_id, row.lead_key)
+                    for row in conn.execute(
+                        select(events.c.event_id, events.c.lead_key).where(
+                            events.c.event_id.in_(chunk)
+                        )
+                    )
                 )
             rows = [
                 {
                     "event_id": event_id,
                     "connector": connector,
+                    "lead_key": lead_keys.get(event_id),
                     "status": "pending",
                     "attempts": 0,
                     "next_attempt_at": now,
@@ -572,26 +425,6 @@ class Store(StoreQueries, IdentityAdmin):
             if not taken:
                 return None
             return purge_old_rows(conn, now, retention, dedup_retention)
-
-
-# One outcome for the leased deliveries `b_ids` that `b_worker` still holds.
-_RECORD_OUTCOME = (
-    update(deliveries)
-    .where(
-        deliveries.c.id.in_(bindparam("b_ids", expanding=True)),
-        deliveries.c.lease_owner == bindparam("b_worker"),
-    )
-    .values(
-        status=bindparam("b_status"),
-        attempts=bindparam("b_attempts"),
-        next_attempt_at=bindparam("b_next_attempt_at"),
-        last_error=bindparam("b_last_error"),
-        lease_owner=None,
-        lease_expires_at=None,
-        updated_at=bindparam("b_now"),
-        finished_at=bindparam("b_finished_at"),
-    )
-)
 
 
 def _is_unavailable(exc: DBAPIError) -> bool:

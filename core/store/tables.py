@@ -11,6 +11,8 @@
   identifiers (emails, LinkedIn and GitHub usernames, provider lead ids) are one person,
   and events whose identifiers named two people. Kept for `dedup_retention` after the
   person's last event, like the dedup keys.
+- `lead_progress` holds, per (connector, lead), the newest event delivered, so an older
+  one arriving late can be recognized as superseded.
 """
 
 from __future__ import annotations
@@ -107,6 +109,9 @@ deliveries = Table(
         nullable=False,
     ),
     Column("connector", String(64), nullable=False),
+    # The event's lead: one lead's deliveries to a connector go one at a time, in id order.
+    # NULL: not ordered.
+    Column("lead_key", String(320)),
     # pending | delivered | skipped | dead
     Column("status", String(16), nullable=False),
     Column("attempts", Integer, nullable=False, default=0),
@@ -118,8 +123,10 @@ deliveries = Table(
     Column("updated_at", UTCDateTime, nullable=False),
     Column("finished_at", UTCDateTime),
     UniqueConstraint("event_id", "connector", name="uq_deliveries_event_connector"),
-    Index("ix_deliveries_due", "status", "connector", "next_attempt_at"),
+    # With `id`, claims (ordered by next_attempt_at, id) read it in order and stop early.
+    Index("ix_deliveries_due", "status", "connector", "next_attempt_at", "id"),
     Index("ix_deliveries_finished_at", "finished_at"),
+    Index("ix_deliveries_lead_order", "connector", "lead_key", "status", "id"),
 )
 
 attempts = Table(
@@ -197,4 +204,14 @@ identity_conflicts = Table(
     Column("kept_key", String(320), nullable=False, index=True),
     Column("other_key", String(320), nullable=False, index=True),
     Column("recorded_at", UTCDateTime, nullable=False),
+)
+
+lead_progress = Table(
+    "lead_progress",
+    metadata,
+    Column("connector", String(64), primary_key=True),
+    Column("lead_key", String(320), primary_key=True),
+    Column("occurred_at", UTCDateTime, nullable=False),
+    Column("event_id", String(40), nullable=False),
+    Column("updated_at", UTCDateTime, nullable=False, index=True),
 )

@@ -151,17 +151,21 @@ def test_upsert_of_existing_lead_updates_without_duplicate(
     assert fake.logins == 1  # one session serves both batches
 
 
-def test_same_lead_twice_in_one_batch_is_applied_in_order(
+def test_same_lead_twice_in_one_batch_is_one_write_where_the_later_values_win(
     fake: FakeSalesforce, connect: Connect
 ) -> None:
-    events = [make_event(title="Engineer"), make_event(type="lead.updated", title="Manager")]
+    events = [
+        make_event(title="Engineer", phone="+1 555 0100"),
+        make_event(type="lead.updated", title="Manager"),
+    ]
 
     outcomes = connect().send(events)
 
     assert [type(o) for o in outcomes] == [Delivered, Delivered]
     [lead] = fake.find("Email", "jane@example.com")
-    assert lead["Title"] == "Manager"
-    assert len(fake.data_calls("PATCH", f"/composite/sobjects/Lead/{EXT}")) == 2
+    assert (lead["Title"], lead["Phone"]) == ("Manager", "+1 555 0100")
+    [write] = fake.data_calls("PATCH", f"/composite/sobjects/Lead/{EXT}")
+    assert len(write.body["records"]) == 1
 
 
 def test_batch_is_split_at_200_records(fake: FakeSalesforce, connect: Connect) -> None:
@@ -298,7 +302,7 @@ def test_find_by_email_batch_with_repeats_creates_once(
     assert all(isinstance(o, Delivered) for o in outcomes)
     assert len(fake.leads) == 120
     assert fake.find("Email", "dev7@acme.io")[0]["Title"] == "Lead dev"
-    assert len(fake.data_calls("GET", "/query")) == 4  # 3 lookups of <= 50, then the repeat
+    assert len(fake.data_calls("GET", "/query")) == 3  # 3 lookups of <= 50; the repeat merged
 
 
 def test_lead_without_email_is_skipped_in_email_mode(connect: Connect) -> None:
@@ -615,8 +619,8 @@ def test_an_incomplete_answer_to_the_task_call_is_retryable(
 def test_a_lead_written_before_a_failed_call_still_gets_its_task(
     fake: FakeSalesforce, connect: Connect, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    # Two activities of one lead go out in two rounds; the second round's call fails.
-    connector = connect()
+    # An archive between two activities of one lead makes three rounds; the second fails.
+    connector = connect(on_delete="archive")
     deliver = connector._deliver
     rounds: list[int] = []
 
@@ -628,14 +632,25 @@ def test_a_lead_written_before_a_failed_call_still_gets_its_task(
 
     monkeypatch.setattr(connector, "_deliver", second_round_fails)
 
-    first, second = connector.send([star(), star()])
+    first, deleted, second = connector.send([star(), make_event(type="lead.deleted"), star()])
 
     [lead] = fake.find(EXT, "email:jane@example.com")
     assert rounds == [1, 1]
     assert isinstance(first, Delivered)
     assert "logged Task" in first.message
     assert len(fake.tasks_of(lead["Id"])) == 1
-    assert second == Retryable("Salesforce answered 503")
+    assert deleted == second == Retryable("Salesforce answered 503")
+
+
+def test_activities_of_one_lead_in_one_write_each_log_their_task(
+    fake: FakeSalesforce, connect: Connect
+) -> None:
+    outcomes = connect().send([star(), star()])
+
+    [lead] = fake.find(EXT, "email:jane@example.com")
+    assert all(isinstance(o, Delivered) and "logged Task" in o.message for o in outcomes)
+    assert len(fake.tasks_of(lead["Id"])) == 2
+    assert len(fake.data_calls("PATCH", f"/composite/sobjects/Lead/{EXT}")) == 1
 
 
 def test_an_archived_lead_gets_no_task(fake: FakeSalesforce, connect: Connect) -> None:
@@ -1090,3 +1105,20 @@ def test_upsert_sends_fallback_values_only_to_create(
     assert isinstance(updated, Delivered), updated
     [lead] = fake.find("Email", "new@example.com")
     assert (lead["LastName"], lead["Company"]) == ("Newton", "Real Co")
+
+
+def test_a_create_and_an_update_in_one_write_keep_the_first_events_real_name(
+    fake: FakeSalesforce, connect: Connect
+) -> None:
+    events = [
+        make_event(last_name="Doe", full_name="Jane Doe"),
+        # No name: its own create would fall back to the email's local part.
+        make_event(type="lead.updated", last_name=None, full_name=None, title="CTO"),
+    ]
+
+    outcomes = connect(external_id_field=None).send(events)
+
+    assert all(isinstance(o, Delivered) for o in outcomes)
+    [lead] = fake.find("Email", "jane@example.com")
+    assert (lead["LastName"], lead["Title"]) == ("Doe", "CTO")
+    assert len(fake.data_calls("POST", "/composite/sobjects")) == 1

@@ -228,6 +228,7 @@ def test_identity_entries_expire_after_the_persons_last_event(config: Config, st
         "attempts": 0,
         "dedup_keys": 0,
         "identities": 0,
+        "lead_progress": 0,
     }
     assert store.find_person("old@example.com")["key"] == "email:old@example.com"
     counts = store.purge(now + timedelta(days=6), timedelta(days=1), timedelta(days=5))

@@ -226,7 +226,14 @@ def test_purge_keeps_recent_events(client: FlaskClient, store: Store) -> None:
 
     counts = purge_at(store, days_from_now=10)
 
-    assert counts == {"events": 0, "deliveries": 0, "attempts": 0, "dedup_keys": 0, "identities": 0}
+    assert counts == {
+        "events": 0,
+        "deliveries": 0,
+        "attempts": 0,
+        "dedup_keys": 0,
+        "identities": 0,
+        "lead_progress": 0,
+    }
     assert store.get_event(answer["event_id"]) is not None
 
 

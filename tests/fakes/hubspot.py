@@ -12,9 +12,12 @@ Error bodies follow HubSpot's documented shape (`status`, `message`, `correlatio
 headers are copied from real responses. Texts HubSpot does not document (the >100 inputs
 message, a unique-value conflict) are marked "fake text" where they are built.
 
-Tests steer it with `fail_next`, `rate_limit_next`, `slow_next`, `latency_ms`, a rolling
-`RateLimit`, `multi_status=False` (refuse a whole batch on one bad input, as HubSpot's batch
-endpoints do without multi-status), and read `calls`/`requests` for assertions.
+Tests steer it with `fail_next`, `rate_limit_next`, `slow_next`, `latency_ms`,
+`fail_every` (every Nth request answered 503), a rolling `RateLimit`, `multi_status=False`
+(refuse a whole batch on one bad input, as HubSpot's batch endpoints do without
+multi-status), and read `calls`/`requests` for assertions. `overlaps` lists the contacts
+that were ever in two upserts at the same moment (injected delays included: a request the
+client gave up on is still being applied).
 """
 
 from __future__ import annotations
@@ -118,6 +121,7 @@ class FakeHubSpot:
         expired_tokens: Iterable[str] = (),
         rate_limit: RateLimit | None = None,
         latency_ms: int = 0,
+        fail_every: int = 0,
         multi_status: bool = True,
         unique_properties: Iterable[str] = (),
         extra_properties: Iterable[str] = (),
@@ -131,6 +135,7 @@ class FakeHubSpot:
             self.expired_tokens = set(expired_tokens)
             self.rate_limit = rate_limit
             self.latency_ms = latency_ms
+            self.fail_every = fail_every
             self.multi_status = multi_status
             self.unique_properties = {"email", *unique_properties}
             self.contact_properties = {
@@ -146,6 +151,8 @@ class FakeHubSpot:
             self._ids = itertools.count(1001)
             self._faults: deque[_Fault] = deque()
             self._hits: deque[float] = deque()
+            self._in_flight: Counter[str] = Counter()
+            self.overlaps: list[str] = []
             self._wake.clear()
 
     # -- steering ---------------------------------------------------------------------------
@@ -206,7 +213,7 @@ class FakeHubSpot:
 
     def _build_app(self) -> Flask:
         app = Flask("fake-hubspot")
-        routes = {
+        self._routes: dict[tuple[str, str], tuple[str, Callable[[Any], tuple[int, Any]]]] = {
             ("GET", "/crm/v3/objects/contacts"): (READ_SCOPE, self._list_contacts),
             ("POST", "/crm/v3/objects/contacts/batch/upsert"): (WRITE_SCOPE, self._upsert),
             ("POST", "/crm/v3/objects/contacts/batch/read"): (READ_SCOPE, self._batch_read),
@@ -227,25 +234,37 @@ class FakeHubSpot:
                 fault = next((f for f in self._faults if f.path in (None, route_path)), None)
                 if fault is not None:
                     self._faults.remove(fault)
-            delay_ms = self.latency_ms + (fault.delay_ms if fault else 0)
-            if delay_ms:
-                self._wake.wait(delay_ms / 1000)
+                elif self.fail_every and len(self.requests) % self.fail_every == 0:
+                    fault = _Fault(503)
+                contacts = _upserted_contacts(route_path, body)
+                self.overlaps += [c for c in contacts if self._in_flight[c]]
+                self._in_flight.update(contacts)
             try:
-                if fault is not None and fault.status is not None:
-                    body = fault.body if fault.body is not None else _default_body(fault.status)
-                    raise _Refusal(fault.status, body, fault.headers)
-                rate_headers = self._authorize_and_count()
-                route = routes.get((method, route_path))
-                if route is None:
-                    raise _Refusal(404, _error("Not Found", "OBJECT_NOT_FOUND"))
-                scope, handler = route
-                self._check_scope(scope)
-                status, payload = handler(self._json_body() if method == "POST" else None)
-            except _Refusal as refusal:
-                return _respond(refusal.status, refusal.body, refusal.headers)
-            return _respond(status, payload, rate_headers)
+                return self._answer(method, route_path, fault)
+            finally:
+                with self._lock:
+                    self._in_flight.subtract(contacts)
 
         return app
+
+    def _answer(self, method: str, route_path: str, fault: _Fault | None) -> Response:
+        delay_ms = self.latency_ms + (fault.delay_ms if fault else 0)
+        if delay_ms:
+            self._wake.wait(delay_ms / 1000)
+        try:
+            if fault is not None and fault.status is not None:
+                body = fault.body if fault.body is not None else _default_body(fault.status)
+                raise _Refusal(fault.status, body, fault.headers)
+            rate_headers = self._authorize_and_count()
+            route = self._routes.get((method, route_path))
+            if route is None:
+                raise _Refusal(404, _error("Not Found", "OBJECT_NOT_FOUND"))
+            scope, handler = route
+            self._check_scope(scope)
+            status, payload = handler(self._json_body() if method == "POST" else None)
+        except _Refusal as refusal:
+            return _respond(refusal.status, refusal.body, refusal.headers)
+        return _respond(status, payload, rate_headers)
 
     def _authorize_and_count(self) -> dict[str, str]:
         header = request.headers.get("Authorization", "")
@@ -709,6 +728,18 @@ def _public(contact: dict[str, Any]) -> dict[str, Any]:
         "updatedAt": contact.get("updatedAt", contact["createdAt"]),
         "archived": contact["archived"],
     }
+
+
+def _upserted_contacts(route_path: str, body: Any) -> list[str]:
+    """The contacts (by id property and value) a batch upsert writes."""
+    if route_path != "/crm/v3/objects/contacts/batch/upsert" or not isinstance(body, dict):
+        return []
+    inputs = body.get("inputs")
+    return [
+        f"{item.get('idProperty')}:{_normalize(str(item.get('idProperty')), str(item.get('id')))}"
+        for item in (inputs if isinstance(inputs, list) else [])
+        if isinstance(item, dict)
+    ]
 
 
 def _normalize(prop: str, value: str) -> str:

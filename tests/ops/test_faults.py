@@ -297,7 +297,9 @@ def test_worker_process_killed_mid_request_is_delivered_by_the_next(tmp_path: Pa
                 "connectors": {
                     "hook": {"type": "webhook", "url": f"{hook.base_url}/in", "timeout": 30}
                 },
-                "delivery": {"lease": "2s", "poll_interval": "200ms"},
+                # Longer than the wait below: the next worker frees the killed one's
+                # leases when it starts, it does not wait for them to expire.
+                "delivery": {"lease": "10m", "poll_interval": "200ms"},
             },
         )
         store = migrated_store(f"sqlite:///{db_path}")
