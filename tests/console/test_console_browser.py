@@ -83,14 +83,25 @@ class Browser:
         return self.driver.find_element(By.CSS_SELECTOR, css)
 
     def click(self, css: str) -> None:
-        """Click `css` once it is on the page (the previous click may still be loading)."""
+        """Click `css` once it is on the page. The previous click may still be loading, so
+        an element replaced between finding and clicking it is found again (bounded)."""
         from selenium.webdriver.common.by import By
         from selenium.webdriver.support import expected_conditions
 
-        self._wait().until(
-            expected_conditions.element_to_be_clickable((By.CSS_SELECTOR, css)),
-            message=f"{css} clickable",
-        ).click()
+        def clicked(driver: Any) -> bool:
+            element = expected_conditions.element_to_be_clickable((By.CSS_SELECTOR, css))(driver)
+            if not element:
+                return False
+            element.click()
+            return True
+
+        self._wait().until(clicked, message=f"{css} clicked")
+
+    def section_text(self, css: str) -> str:
+        return str(self.find(css).text)
+
+    def row_texts(self, css: str, rows: str) -> list[str]:
+        return [str(row.text) for row in self.find(css).find_elements("css selector", rows)]
 
     def until(self, condition: Callable[[], object], what: str) -> None:
         """Poll (bounded) until `condition()` is truthy; a page replaced while it was being
@@ -226,11 +237,16 @@ def _scenario(browser: Browser, runtime: Runtime, hubspot: FakeHubSpot) -> None:
     browser.until(lambda: "Event evt_" in browser.text(), "event page")
     browser.shot("event-dead")
 
-    # HubSpot's own words are on the page.
-    section = browser.find("#delivery-crm")
-    assert "dead" in section.text
-    assert "phone is not a valid phone number" in section.text
-    assert len(section.find_elements("css selector", "tr.attempt")) == 1
+    # HubSpot's own words are on the page (read through `until`: a page still settling
+    # after the click is read again, never half).
+    browser.until(
+        lambda: (
+            "dead" in browser.section_text("#delivery-crm")
+            and "phone is not a valid phone number" in browser.section_text("#delivery-crm")
+            and len(browser.row_texts("#delivery-crm", "tr.attempt")) == 1
+        ),
+        "the dead delivery with HubSpot's error and one attempt",
+    )
 
     # Replay to this connector; the next worker pass delivers; a second attempt appears.
     browser.click("#replay-crm")
@@ -238,12 +254,13 @@ def _scenario(browser: Browser, runtime: Runtime, hubspot: FakeHubSpot) -> None:
     assert _deliver(runtime) == 1
     browser.driver.refresh()
     browser.until(
-        lambda: len(browser.find("#delivery-crm").find_elements("css selector", "tr.attempt")) == 2,
-        "second attempt",
+        lambda: (
+            [("delivered" in row) for row in browser.row_texts("#delivery-crm", "tr.attempt")]
+            == [False, True]
+        ),
+        "a second, delivered attempt",
     )
     browser.shot("event-replayed")
-    attempts = browser.find("#delivery-crm").find_elements("css selector", "tr.attempt")
-    assert "delivered" in attempts[1].text
     assert hubspot.contacts  # the contact reached HubSpot
 
     # Disable the connector: a new lead's delivery waits instead of going out.
@@ -255,8 +272,13 @@ def _scenario(browser: Browser, runtime: Runtime, hubspot: FakeHubSpot) -> None:
     assert _deliver(runtime) == 0
     browser.open("/console/events?q=dev42%40example.com")
     browser.click("a.event-link")
-    browser.until(lambda: "Event evt_" in browser.text(), "second event")
-    assert "waiting: connector disabled: disabled in the console by admin" in browser.text()
+    browser.until(
+        lambda: (
+            "Event evt_" in browser.text()
+            and "waiting: connector disabled: disabled in the console by admin" in browser.text()
+        ),
+        "the second event, waiting",
+    )
     browser.shot("event-waiting")
 
     # The overview and the dead letters render too.
