@@ -19,8 +19,38 @@ from leadrelay.core.store.tables import (
     events,
     identities,
     identity_conflicts,
+    lead_progress,
     persons,
 )
+
+
+def _merge_progress(conn: Connection, keep_key: str, other_key: str) -> None:
+    """Per connector, the merged person's newest delivered event is the newer of the two,
+    so `on_stale` keeps judging late events against everything either one received."""
+    others = conn.execute(select(lead_progress).where(lead_progress.c.lead_key == other_key))
+    for other in others.all():
+        kept = conn.execute(
+            select(lead_progress.c.occurred_at).where(
+                lead_progress.c.connector == other.connector,
+                lead_progress.c.lead_key == keep_key,
+            )
+        ).scalar()
+        if kept is None or other.occurred_at > kept:
+            conn.execute(
+                delete(lead_progress).where(
+                    lead_progress.c.connector == other.connector,
+                    lead_progress.c.lead_key == keep_key,
+                )
+            )
+            conn.execute(
+                update(lead_progress)
+                .where(
+                    lead_progress.c.connector == other.connector,
+                    lead_progress.c.lead_key == other_key,
+                )
+                .values(lead_key=keep_key)
+            )
+    conn.execute(delete(lead_progress).where(lead_progress.c.lead_key == other_key))
 
 
 class UnknownPerson(LookupError):
@@ -86,6 +116,13 @@ class IdentityAdmin(ABC):
             rekeyed = conn.execute(
                 update(events).where(events.c.lead_key == other_key).values(lead_key=keep_key)
             ).rowcount
+            # One person, one delivery line: `other`'s queued deliveries join `keep`'s.
+            relined = conn.execute(
+                update(deliveries)
+                .where(deliveries.c.lead_key == other_key)
+                .values(lead_key=keep_key)
+            ).rowcount
+            _merge_progress(conn, keep_key, other_key)
             for column in (identity_conflicts.c.kept_key, identity_conflicts.c.other_key):
                 conn.execute(
                     update(identity_conflicts)
@@ -106,7 +143,12 @@ class IdentityAdmin(ABC):
                 update(persons).where(persons.c.person_key == keep_key).values(last_event_at=last)
             )
             conn.execute(delete(persons).where(persons.c.person_key == other_key))
-        return {"identifiers": moved, "events": rekeyed, "conflicts_settled": settled}
+        return {
+            "identifiers": moved,
+            "events": rekeyed,
+            "deliveries": relined,
+            "conflicts_settled": settled,
+        }
 
     def forget_person(self, who: str) -> dict[str, Any]:
         """Delete everything stored about a person but the idempotency keys.

@@ -11,11 +11,13 @@ from datetime import timedelta
 from typing import Any
 
 import pytest
+from sqlalchemy import insert, select
 
 from leadrelay.core.app.config import Config
 from leadrelay.core.ingest.providers import Parsed
 from leadrelay.core.schema import LeadEvent
 from leadrelay.core.store.store import EventFilter, IncomingEvent, Store, UnknownPerson, utcnow
+from leadrelay.core.store.tables import deliveries, lead_progress
 from tests.conftest import make_config, migrated_store, request_record
 from tests.factories import make_event
 from tests.lifecycles import LIFECYCLES, PERSON_KEYS
@@ -155,7 +157,7 @@ def test_a_conflicting_event_keeps_both_keys_until_merged(config: Config, store:
     )
 
     merged = store.merge_persons("email:alice@example.com", "github:bob")
-    assert merged == {"identifiers": 1, "events": 1, "conflicts_settled": 1}
+    assert merged == {"identifiers": 1, "events": 1, "deliveries": 1, "conflicts_settled": 1}
     person = store.find_person("github:bob")
     assert person["key"] == "email:alice@example.com"
     assert {e["event_id"] for e in person["events"]} == {alice, bob, both}
@@ -164,6 +166,44 @@ def test_a_conflicting_event_keeps_both_keys_until_merged(config: Config, store:
     assert store.get_event(later)["lead_key"] == "email:alice@example.com"
     with pytest.raises(UnknownPerson):
         store.find_person("github:nobody")
+
+
+def test_merging_two_people_puts_their_deliveries_in_one_line(config: Config, store: Store) -> None:
+    alice = store.submit(record_of(config, person_event(email="alice@example.com"))).event_id
+    store.submit(record_of(config, person_event(github_username="bob")))
+    now = utcnow()
+    with store.engine.begin() as conn:
+        # Bob's newest delivered event, newer than Alice's: the merged person keeps it.
+        conn.execute(
+            insert(lead_progress),
+            [
+                {
+                    "connector": "rec",
+                    "lead_key": "github:bob",
+                    "occurred_at": now,
+                    "event_id": "evt_bob",
+                    "updated_at": now,
+                },
+                {
+                    "connector": "rec",
+                    "lead_key": "email:alice@example.com",
+                    "occurred_at": now - timedelta(days=1),
+                    "event_id": alice,
+                    "updated_at": now,
+                },
+            ],
+        )
+
+    merged = store.merge_persons("email:alice@example.com", "github:bob")
+
+    assert merged["deliveries"] == 1
+    with store.engine.connect() as conn:
+        lines = set(conn.execute(select(deliveries.c.lead_key)).scalars())
+        progress = conn.execute(
+            select(lead_progress.c.connector, lead_progress.c.lead_key, lead_progress.c.event_id)
+        ).all()
+    assert lines == {"email:alice@example.com"}
+    assert [tuple(row) for row in progress] == [("rec", "email:alice@example.com", "evt_bob")]
 
 
 def test_the_provider_lead_id_outranks_the_email(config: Config, store: Store) -> None:
