@@ -121,31 +121,34 @@ class HubSpotApi:
     # -- request bodies (the SDK's own models, shared by send and preview) -----------------
 
     def upsert_body(self, chunk: list[ContactInput]) -> Any:
-        config = self._contacts_config
-        return hs_contacts.BatchInputSimplePublicObjectBatchInputUpsert(
-            inputs=[
-                hs_contacts.SimplePublicObjectBatchInputUpsert(
-                    id_property=contact.identity.id_property,
-                    id=contact.identity.value,
-                    properties=contact.properties,
-                    object_write_trace_id=contact.trace,
-                    local_vars_configuration=config,
-                )
-                for contact in chunk
-            ],
-            local_vars_configuration=config,
+        return self._contacts_body(
+            chunk,
+            hs_contacts.BatchInputSimplePublicObjectBatchInputUpsert,
+            hs_contacts.SimplePublicObjectBatchInputUpsert,
+            by_id_property=True,
         )
 
     def update_body(self, chunk: list[ContactInput]) -> Any:
         # By record id, so no idProperty: HubSpot refuses hs_object_id as one.
+        return self._contacts_body(
+            chunk,
+            hs_contacts.BatchInputSimplePublicObjectBatchInput,
+            hs_contacts.SimplePublicObjectBatchInput,
+            by_id_property=False,
+        )
+
+    def _contacts_body(
+        self, chunk: list[ContactInput], batch_model: Any, input_model: Any, *, by_id_property: bool
+    ) -> Any:
         config = self._contacts_config
-        return hs_contacts.BatchInputSimplePublicObjectBatchInput(
+        return batch_model(
             inputs=[
-                hs_contacts.SimplePublicObjectBatchInput(
+                input_model(
                     id=contact.identity.value,
                     properties=contact.properties,
                     object_write_trace_id=contact.trace,
                     local_vars_configuration=config,
+                    **({"id_property": contact.identity.id_property} if by_id_property else {}),
                 )
                 for contact in chunk
             ],

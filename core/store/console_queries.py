@@ -26,6 +26,7 @@ from sqlalchemy import (
 )
 from sqlalchemy.exc import DBAPIError
 
+from leadrelay.core.store.queries import DELIVERY_LISTING
 from leadrelay.core.store.store import Store, StoreUnavailable
 from leadrelay.core.store.tables import deliveries, events
 
@@ -212,20 +213,7 @@ def deliveries_page(
 ) -> tuple[list[dict[str, Any]], int | None]:
     """Deliveries newest first (by id) with their event's source and lead key, and the id
     the next page starts before (None on the last page)."""
-    query = select(
-        deliveries.c.id,
-        deliveries.c.event_id,
-        deliveries.c.connector,
-        deliveries.c.status,
-        deliveries.c.attempts,
-        deliveries.c.next_attempt_at,
-        deliveries.c.last_error,
-        deliveries.c.created_at,
-        deliveries.c.finished_at,
-        events.c.source,
-        events.c.type,
-        events.c.lead_key,
-    ).join(events, events.c.event_id == deliveries.c.event_id)
+    query = select(*DELIVERY_LISTING).join(events, events.c.event_id == deliveries.c.event_id)
     if status:
         query = query.where(deliveries.c.status == status)
     if connector:

@@ -13,6 +13,22 @@ from leadrelay.core.schema import LeadEvent
 from leadrelay.core.store.records import DeliveryFilter, EventFilter, load_lead_event
 from leadrelay.core.store.tables import attempts, deliveries, events, identity_conflicts
 
+# What a listing of deliveries shows: the delivery and its event's source, type and lead.
+DELIVERY_LISTING = (
+    deliveries.c.id,
+    deliveries.c.event_id,
+    deliveries.c.connector,
+    deliveries.c.status,
+    deliveries.c.attempts,
+    deliveries.c.next_attempt_at,
+    deliveries.c.last_error,
+    deliveries.c.created_at,
+    deliveries.c.finished_at,
+    events.c.source,
+    events.c.type,
+    events.c.lead_key,
+)
+
 
 class StoreQueries(ABC):
     @abstractmethod
@@ -76,21 +92,9 @@ class StoreQueries(ABC):
             )
             .scalar_subquery()
         )
-        query = select(
-            deliveries.c.id,
-            deliveries.c.event_id,
-            deliveries.c.connector,
-            deliveries.c.status,
-            deliveries.c.attempts,
-            deliveries.c.next_attempt_at,
-            deliveries.c.last_error,
-            deliveries.c.created_at,
-            deliveries.c.finished_at,
-            events.c.source,
-            events.c.type,
-            events.c.lead_key,
-            waits_for.label("waits_for"),
-        ).join(events, events.c.event_id == deliveries.c.event_id)
+        query = select(*DELIVERY_LISTING, waits_for.label("waits_for")).join(
+            events, events.c.event_id == deliveries.c.event_id
+        )
         if f.status:
             query = query.where(deliveries.c.status == f.status)
         if f.source:
