@@ -138,9 +138,20 @@ def test_the_package_metadata_installs_without_deprecation_warnings() -> None:
     assert project["project"]["license"] == "MIT"
     assert "setuptools>=77" in project["build-system"]["requires"]
     packages = set(project["tool"]["setuptools"]["packages"])
+    mapped = project["tool"]["setuptools"]["package-dir"]
     data = project["tool"]["setuptools"]["package-data"]
-    for folder in (ROOT / "core" / "app" / "samples").iterdir():
-        if folder.is_dir() and any(folder.glob("*.json")):
-            package = f"leadrelay.core.app.samples.{folder.name}"
+    # Every folder holding files ships as a declared package, with its data files listed.
+    for prefix, folder in mapped.items():
+        for directory in [ROOT / folder, *(ROOT / folder).rglob("*")]:
+            if not directory.is_dir() or directory.name == "__pycache__":
+                continue
+            files = [f for f in directory.iterdir() if f.is_file() and f.suffix != ".pyc"]
+            if not files:
+                continue
+            relative = directory.relative_to(ROOT / folder).parts
+            package = ".".join([prefix, *relative])
             assert package in packages, package
-            assert data[package] == ["*.json"], package
+            for data_file in files:
+                if data_file.suffix != ".py":
+                    patterns = data.get(package, [])
+                    assert any(data_file.match(p) for p in patterns), (package, data_file.name)
