@@ -87,6 +87,7 @@ def decide(
             outcome=outcome_label(outcome),
             started_at=started_at,
             attempt_number=spent,
+            answer=(error if error is not None else outcome.message)[:_MAX_ERROR_CHARS] or None,
         )
 
     if isinstance(outcome, Delivered):

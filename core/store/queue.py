@@ -263,7 +263,7 @@ class DeliveryQueue(ABC):
                             u.started_at,
                             now,
                             u.outcome if u.id in held else "lost_lease",
-                            u.last_error if u.outcome != "delivered" else None,
+                            u.answer,
                         )
                     )
                     for u in updates

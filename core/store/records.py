@@ -91,6 +91,10 @@ class DeliveryUpdate:
     outcome: str
     started_at: datetime
     attempt_number: int
+    # What the destination answered, kept on the attempt: the error text, or for a
+    # delivered try what was written ("updated contact 123"), so a coalesced event's
+    # attempt names the write that carried it.
+    answer: str | None = None
 
 
 @dataclass(frozen=True)

@@ -148,6 +148,7 @@ attempts = Table(
     Column("finished_at", UTCDateTime, nullable=False),
     # delivered | retryable | rate_limited | permanent | skipped | lost_lease
     Column("outcome", String(16), nullable=False),
+    # The destination's answer: the error text, or for a delivered try what was written.
     Column("error", Text),
 )
 

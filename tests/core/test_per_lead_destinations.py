@@ -213,3 +213,29 @@ def test_a_late_retry_of_an_older_version_is_skipped_by_crms_and_logged_by_csv(
         assert [row["event_id"] for row in csv.DictReader(handle)] == [newer, older]
     assert statuses(store) == {"delivered": 4, "skipped": 2}
     store.close()
+
+
+def test_queued_events_of_one_lead_go_as_one_write_and_each_records_it(
+    sqlite_url: str, hubspot: tuple[FakeHubSpot, RunningServer]
+) -> None:
+    fake, server = hubspot
+    config = make_config(sqlite_url, connectors={"hubspot": hubspot_options(server, timeout=5)})
+    store = migrated_store(sqlite_url)
+    worker = Worker(config, store, clock=lambda: utcnow() + timedelta(seconds=1))
+    queued = [store_event(store, version(7, n), "hubspot") for n in range(3)]
+
+    assert worker.drain() == 3
+
+    [upsert] = [r for r in fake.requests if r.path.endswith("/batch/upsert")]
+    assert len(upsert.body["inputs"]) == 1  # one write, later values winning
+    assert fake.contact_by("email", "lead7@example.com")["properties"]["jobtitle"] == "v2"
+    answers = []
+    for event_id in queued:
+        row = delivery(store, event_id, "hubspot")
+        assert row["status"] == "delivered"
+        [attempt] = store.attempts_of(row["id"])
+        answers.append(attempt["error"])
+    # Each event's attempt names the same write: the contact that carried all three.
+    assert len(set(answers)) == 1
+    assert "contact" in answers[0]
+    store.close()

@@ -253,14 +253,20 @@ def test_exhausted_retries_are_dead_lettered(harness: Any) -> None:
 
 
 @pytest.mark.parametrize(
-    ("outcome", "status", "error"),
+    ("outcome", "status", "error", "answer"),
     [
-        (Delivered("contact 123 updated"), "delivered", None),
-        (Skipped("lead.deleted is not sent"), "skipped", "lead.deleted is not sent"),
+        # A delivered try has no error; its attempt keeps what the destination wrote.
+        (Delivered("contact 123 updated"), "delivered", None, "contact 123 updated"),
+        (
+            Skipped("lead.deleted is not sent"),
+            "skipped",
+            "lead.deleted is not sent",
+            "lead.deleted is not sent",
+        ),
     ],
 )
 def test_delivered_and_skipped_are_terminal(
-    harness: Any, outcome: Any, status: str, error: str | None
+    harness: Any, outcome: Any, status: str, error: str | None, answer: str
 ) -> None:
     h = harness()
     event_id = h.ingest()
@@ -271,7 +277,7 @@ def test_delivered_and_skipped_are_terminal(
     h.clock.advance(timedelta(days=2))
     assert h.worker.run_once("rec") == 0
     assert RecordingConnector.calls["rec"] == 1
-    assert h.attempts(event_id) == [(1, status, error)]
+    assert h.attempts(event_id) == [(1, status, answer)]
 
 
 def test_each_event_of_a_batch_gets_its_own_outcome(harness: Any) -> None:
