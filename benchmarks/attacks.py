@@ -11,7 +11,6 @@
 
 from __future__ import annotations
 
-import os
 import statistics
 import time
 from concurrent.futures import ThreadPoolExecutor
@@ -30,6 +29,7 @@ from benchmarks.common import (
     gitleads_body,
     gunicorn_process,
     running,
+    session_cpu_s,
     signed_headers,
     sqlite_config,
     write_config,
@@ -39,7 +39,6 @@ from tests.ops.slow_clients import SLOW_CONNECTIONS, trickling
 MIB = 1024 * 1024
 TARGET_REFUSAL_MS = 200.0
 TARGET_SLOW_CLIENT_MS = 1000.0
-_CLOCK_TICKS = os.sysconf("SC_CLK_TCK")
 
 
 def forged_bodies() -> dict[str, bytes]:
@@ -123,33 +122,18 @@ def _config(work: Path) -> Path:
     return write_config(work / "attacks.yaml", data)
 
 
-def _group_cpu_s(leader: int) -> float:
-    """utime + stime of every process in the leader's session, in seconds."""
-    total = 0
-    for entry in Path("/proc").iterdir():
-        if not entry.name.isdigit():
-            continue
-        try:
-            fields = (entry / "stat").read_text().rsplit(")", 1)[1].split()
-        except OSError:
-            continue
-        if int(fields[3]) == leader:  # field 6, the session id
-            total += int(fields[11]) + int(fields[12])  # fields 14 and 15
-    return total / _CLOCK_TICKS
-
-
 def _refusals(server: ManagedProcess, port: int, body: bytes, repeats: int) -> dict[str, Any]:
     url = f"http://127.0.0.1:{port}/webhooks/leadshark"
     headers = {"Content-Type": "application/json", "X-Webhook-Signature": "0" * 64}
     times = []
-    cpu_before = _group_cpu_s(server.pid)
+    cpu_before = session_cpu_s(server.pid)
     for _ in range(repeats):
         started = time.perf_counter()
         answer = requests.post(url, data=body, headers=headers, timeout=60)
         times.append((time.perf_counter() - started) * 1000)
         if answer.status_code != 401:
             raise RuntimeError(f"forged body answered {answer.status_code}: {answer.text}")
-    cpu_ms = (_group_cpu_s(server.pid) - cpu_before) * 1000 / repeats
+    cpu_ms = (session_cpu_s(server.pid) - cpu_before) * 1000 / repeats
     return {
         "median_ms": round(statistics.median(times), 1),
         "max_ms": round(max(times), 1),
@@ -199,12 +183,12 @@ def _cpu_per_request(work: Path, config_path: Path, worker: str, count: int) -> 
                 url, data=body, headers=signed_headers(body), timeout=30
             ).status_code
 
-        cpu_before = _group_cpu_s(server.pid)
+        cpu_before = session_cpu_s(server.pid)
         started = time.perf_counter()
         with ThreadPoolExecutor(max_workers=8) as pool:
             statuses = list(pool.map(send, bodies))
         elapsed = time.perf_counter() - started
-        cpu = _group_cpu_s(server.pid) - cpu_before
+        cpu = session_cpu_s(server.pid) - cpu_before
     if any(status != 200 for status in statuses):
         raise RuntimeError(f"{worker}: not every request was accepted")
     return {

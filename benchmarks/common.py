@@ -166,6 +166,25 @@ class ManagedProcess:
             os.killpg(self.process.pid, signum)
 
 
+_CLOCK_TICKS = os.sysconf("SC_CLK_TCK")
+
+
+def session_cpu_s(leader: int) -> float:
+    """utime + stime of every process in the leader's session (a gunicorn master and its
+    workers, as `ManagedProcess` starts them), in seconds, from /proc/<pid>/stat."""
+    total = 0
+    for entry in Path("/proc").iterdir():
+        if not entry.name.isdigit():
+            continue
+        try:
+            fields = (entry / "stat").read_text().rsplit(")", 1)[1].split()
+        except OSError:
+            continue
+        if int(fields[3]) == leader:  # field 6, the session id
+            total += int(fields[11]) + int(fields[12])  # fields 14 and 15
+    return total / _CLOCK_TICKS
+
+
 @contextmanager
 def running(process: ManagedProcess) -> Iterator[ManagedProcess]:
     """Start `process` and stop it when the block ends, whatever happens inside."""

@@ -5,6 +5,11 @@ as benchmark 1; the backlog (pending deliveries) is sampled throughout. The back
 and down with the worker's batches of 500, so "does not grow" is judged by what is left
 when the load stops: the worker must clear it within a few seconds. The trend over the
 second half of the run (least squares) is reported beside it.
+
+CPU: the server's (master and workers, `/proc`) over the load, per accepted event, which
+includes delivering them; then, with the server idle, a backlog stored from outside
+(`preload_events`) is delivered to the CSV sink and the server's CPU until it is cleared
+gives the delivery worker's CPU per delivered row.
 """
 
 from __future__ import annotations
@@ -16,21 +21,26 @@ from typing import Any
 
 from benchmarks.common import (
     BenchContext,
+    BenchmarkError,
     free_port,
     gunicorn_process,
     pending_deliveries,
+    preload_events,
     require_all_accepted,
     running,
+    session_cpu_s,
     sqlite_counts,
 )
-from benchmarks.ingest import leadrelay_config
-from benchmarks.load import choose_loader, run_load
+from benchmarks.ingest import leadrelay_config, measured_load
+from benchmarks.load import choose_loader
 
 FULL_DURATION_S = 60.0
 SAMPLE_EVERY_S = 2.0
 DRAIN_TIMEOUT_S = 120.0
 # A backlog the worker clears this fast after the load stops has not been accumulating.
 DRAIN_OK_S = 5.0
+# Rows of the backlog delivered with the server otherwise idle (CPU per delivered row).
+FULL_BACKLOG = 20_000
 
 
 def run(ctx: BenchContext) -> dict[str, Any]:
@@ -53,10 +63,12 @@ def run(ctx: BenchContext) -> dict[str, Any]:
         sampler = threading.Thread(target=sample, name="backlog-sampler", daemon=True)
         sampler.start()
         try:
-            load = run_load(
-                loader,
-                port,
-                duration,
+            measured = measured_load(
+                server,
+                "accepted",
+                loader=loader,
+                port=port,
+                duration=duration,
                 tag=f"su{uuid.uuid4().hex[:6]}",
                 work_dir=work,
                 connections=ctx.connections,
@@ -64,10 +76,12 @@ def run(ctx: BenchContext) -> dict[str, Any]:
         finally:
             stop_sampling.set()
             sampler.join(timeout=30)
+        load = measured.load
         at_end = sqlite_counts(db_path)
         require_all_accepted(at_end)
         backlog_end = at_end["deliveries"].get("pending", 0)
         drain_s = _drain_time(db_path)
+        delivery_cpu = _delivery_cpu(ctx, config_path, db_path, server.pid)
     delivered = at_end["deliveries"].get("delivered", 0)
     accepted_per_s = load.ok / load.duration_s
     trend = _trend([s for s in samples if s[0] >= duration / 2])
@@ -85,7 +99,40 @@ def run(ctx: BenchContext) -> dict[str, Any]:
         "backlog_samples": samples,
         "ingest_p50_ms": load.p50_ms,
         "ingest_p99_ms": load.p99_ms,
+        "server_cpu_s": round(measured.cpu_s, 2),
+        "cpu_us_per_accepted_event": round(measured.cpu_us_per_request),
+        "delivery_cpu": delivery_cpu,
         "met": drain_s is not None and drain_s <= DRAIN_OK_S,
+    }
+
+
+def _delivery_cpu(
+    ctx: BenchContext, config_path: Any, db_path: Any, server_pid: int
+) -> dict[str, Any]:
+    """The server's CPU while its worker delivers a backlog stored from outside, per row."""
+    from leadrelay.core.app.config import load_config
+    from leadrelay.core.store.store import Store
+
+    count = ctx.count(FULL_BACKLOG, 200)
+    config = load_config(config_path)
+    store = Store(config.store)
+    try:
+        cpu_before = session_cpu_s(server_pid)
+        started = time.monotonic()
+        stored = preload_events(config, store, count, tag=f"dc{uuid.uuid4().hex[:6]}")
+    finally:
+        store.close()
+    drain_s = _drain_time(db_path)
+    if drain_s is None:
+        raise BenchmarkError("the delivery worker did not clear the stored backlog")
+    cpu_s = session_cpu_s(server_pid) - cpu_before
+    elapsed = time.monotonic() - started
+    return {
+        "rows": stored,
+        "seconds": round(elapsed, 1),
+        "rows_per_s": round(stored / elapsed, 1) if elapsed else 0.0,
+        "server_cpu_s": round(cpu_s, 2),
+        "cpu_us_per_row": round(cpu_s * 1e6 / stored) if stored else 0,
     }
 
 
