@@ -31,10 +31,18 @@ class BulkInsert:
         self, table: Table, columns: Sequence[str], dialect: Dialect, *, suffix: str = ""
     ) -> None:
         self.columns = tuple(columns)
-        self._processors: list[Callable[[Any], Any] | None] = [
-            table.c[name].type.dialect_impl(dialect).bind_processor(dialect)
-            for name in self.columns
-        ]
+        # Columns of one type share one processor, so `bind` can tell that a value it has
+        # just processed (a row's several timestamps are one `now`) needs no second pass.
+        by_type: dict[tuple[type, str], Callable[[Any], Any] | None] = {}
+        processed = []
+        for at, name in enumerate(self.columns):
+            column_type = table.c[name].type
+            key = (type(column_type), repr(column_type))
+            if key not in by_type:
+                by_type[key] = column_type.dialect_impl(dialect).bind_processor(dialect)
+            if by_type[key] is not None:
+                processed.append((at, by_type[key]))
+        self._processed: tuple[tuple[int, Callable[[Any], Any]], ...] = tuple(processed)
         placeholder = "?" if dialect.paramstyle == "qmark" else "%s"
         row = "(" + ", ".join([placeholder] * len(self.columns)) + ")"
         # Identifiers come from the table definitions; every value is a bound parameter.
@@ -50,10 +58,20 @@ class BulkInsert:
 
     def bind(self, row: Sequence[Any]) -> tuple[Any, ...]:
         """`row` (values in `columns` order) as the driver takes it."""
-        return tuple(
-            value if process is None or value is None else process(value)
-            for value, process in zip(row, self._processors, strict=True)
-        )
+        if len(row) != len(self.columns):
+            raise ValueError(f"{len(row)} values for {len(self.columns)} columns")
+        bound = list(row)
+        last: tuple[Any, Any, Any] = (None, None, None)  # value, processor, result
+        for at, process in self._processed:
+            value = bound[at]
+            if value is None:
+                continue
+            if value is last[0] and process is last[1]:
+                bound[at] = last[2]
+                continue
+            bound[at] = process(value)
+            last = (value, process, bound[at])
+        return tuple(bound)
 
     def execute(self, conn: Connection, rows: Sequence[tuple[Any, ...]]) -> list[Any]:
         """Insert rows made by `bind`; returns what a RETURNING suffix returns."""
