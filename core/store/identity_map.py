@@ -62,17 +62,23 @@ class _Plan(NamedTuple):
 class IdentityMap:
     def __init__(self, dialect: Any) -> None:
         self._placeholder = "?" if dialect.paramstyle == "qmark" else "%s"
+        # On SQLite the transaction holds the only write lock: what a lookup finds absent
+        # stays absent until the commit, so inserts need no RETURNING to learn what they
+        # stored. SQLite steps a RETURNING statement once per row, and the driver gives
+        # up the GIL at every step while the group's leader holds the write lock.
+        self._exclusive_writer = dialect.name == "sqlite"
+        returning = "" if self._exclusive_writer else " RETURNING {}"
         self._insert_identities = BulkInsert(
             identities,
             ("identifier", "person_key", "first_seen_at"),
             dialect,
-            suffix="ON CONFLICT DO NOTHING RETURNING identifier",
+            suffix="ON CONFLICT DO NOTHING" + returning.format("identifier"),
         )
         self._insert_persons = BulkInsert(
             persons,
             ("person_key", "created_at", "last_event_at"),
             dialect,
-            suffix="ON CONFLICT DO NOTHING RETURNING person_key",
+            suffix="ON CONFLICT DO NOTHING" + returning.format("person_key"),
         )
         self._insert_conflicts = BulkInsert(
             identity_conflicts,
@@ -97,13 +103,11 @@ class IdentityMap:
             self._remap(conn, {i: k for i, k in plan.joins.items() if inserted.get(i, k) != k})
             inserted.update({i: k for i, k in plan.joins.items() if i in inserted})
             fresh = sorted((i, k) for i, k in plan.joins.items() if i not in inserted)
-            won = {
-                row[0]
-                for row in self._insert_identities.execute(
-                    conn,
-                    [self._insert_identities.bind((i, k, first_seen[i])) for i, k in fresh],
-                )
-            }
+            won = self._inserted(
+                conn,
+                self._insert_identities,
+                [self._insert_identities.bind((i, k, first_seen[i])) for i, k in fresh],
+            )
             inserted.update({i: k for i, k in fresh if i in won})
             lost = [i for i, _k in fresh if i not in won]
             if not lost:
@@ -116,6 +120,27 @@ class IdentityMap:
         resolved = self._with_identities(conn, claims, keys, plan)
         conflicts = [(e, i, _renamed(kept, keys, plan), o, now) for e, i, kept, o in plan.conflicts]
         return Resolution(resolved, [self._insert_conflicts.bind(row) for row in conflicts])
+
+    def _inserted(
+        self, conn: Connection, insert: BulkInsert, rows: Sequence[tuple[Any, ...]]
+    ) -> set[Any]:
+        """Insert `rows` (`ON CONFLICT DO NOTHING`); the first column of those stored."""
+        if self._exclusive_writer:
+            # Every row was looked up as absent in this transaction (see __init__).
+            insert.execute(conn, rows)
+            return {row[0] for row in rows}
+        return {row[0] for row in insert.execute(conn, rows)}
+
+    def _existing_persons(self, conn: Connection, keys: Sequence[str]) -> set[str]:
+        found: set[str] = set()
+        for start in range(0, len(keys), _IN_CHUNK):
+            chunk = tuple(keys[start : start + _IN_CHUNK])
+            sql = (
+                "SELECT person_key FROM persons "  # noqa: S608
+                f"WHERE person_key IN ({', '.join([self._placeholder] * len(chunk))})"
+            )
+            found.update(row[0] for row in driver_execute(conn, sql, chunk))
+        return found
 
     def record_conflicts(self, conn: Connection, rows: Sequence[tuple[Any, ...]]) -> None:
         if rows:
@@ -153,8 +178,14 @@ class IdentityMap:
         """
         if not plan.new_persons:
             return plan.keys
-        rows = [self._insert_persons.bind((k, now, now)) for k in sorted(plan.new_persons)]
-        won = {row[0] for row in self._insert_persons.execute(conn, rows)}
+        candidates = sorted(plan.new_persons)
+        if self._exclusive_writer:
+            # Identifiers were looked up, persons were not: a new key can be an existing
+            # person's (see above), which the plain insert would skip.
+            taken = self._existing_persons(conn, candidates)
+            candidates = [k for k in candidates if k not in taken]
+        rows = [self._insert_persons.bind((k, now, now)) for k in candidates]
+        won = self._inserted(conn, self._insert_persons, rows)
         renames = {k: plan.new_persons[k] for k in plan.new_persons if k not in won}
         for old, new in sorted(renames.items()):
             conn.execute(
