@@ -230,7 +230,12 @@ class Provider(ABC):
         name = payload.get("event", payload.get("type"))
         provider_event = name if isinstance(name, str) else None
         try:
-            return self.read(payload, source=source, received_at=received_at, headers=headers or {})
+            return self.read(
+                payload,
+                source=source,
+                received_at=received_at,
+                headers=headers if headers is not None else {},
+            )
         except ShapeError as error:
             return Unreadable(str(error), provider_event=provider_event)
         except Exception as error:
