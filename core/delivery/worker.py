@@ -69,6 +69,14 @@ _DISABLED_CACHE_S = 2.0
 # two SQLite commits per event would otherwise cap delivery far below ingest. The heartbeat
 # keeps the leases of a claim that takes longer than the lease to send.
 _MIN_CLAIM = 10
+# Under steady ingest every commit wakes the loop, and claiming the few deliveries of
+# each commit costs a claim and a completion transaction per handful of rows, competing
+# with ingest for the write lock and the GIL. So when a claim came back short of its
+# limit but with more than one delivery (events arrive faster than one per claim), the
+# next claim waits a little per extra delivery, up to a bound, and takes what gathered
+# meanwhile: batches grow with the arrival rate, and a lone event is still claimed at once.
+_GATHER_PER_DELIVERY_S = 0.01
+_GATHER_MAX_S = 0.05
 # Pauses between tries to record outcomes while the store is unavailable: about six
 # seconds in all, inside the default lease (30 s), so the batch is not sent twice.
 COMPLETE_RETRY_PAUSES_S = (0.2, 0.4, 0.8, 1.6, 3.2)
@@ -500,6 +508,8 @@ class Worker:
                 log.exception("worker loop error", extra=fields(connector=name))
                 handled = 0
             if handled:
+                if handled < max(self.connectors[name].batch_size, _MIN_CLAIM):
+                    self._stopping.wait(min((handled - 1) * _GATHER_PER_DELIVERY_S, _GATHER_MAX_S))
                 continue
             wake.wait(self._idle_timeout(name, poll))
 
