@@ -70,10 +70,20 @@ def test_every_benchmark_runs_at_a_tiny_scale_and_writes_its_results(tmp_path: P
     assert ingest["bare_flask"]["completed"] > 0
     assert ingest["receiver_only"]["ok"] == ingest["receiver_only"]["completed"] > 0
     assert isinstance(ingest["receiver_only_ratio_to_bare_flask"], float)
+    # Server CPU per request, from /proc, for each server measured.
+    for server in ("bare_flask", "receiver_only", "leadrelay"):
+        assert ingest[server]["server_cpu_s"] > 0, server
+        assert ingest[server]["cpu_us_per_request"] > 0, server
+    assert isinstance(ingest["cpu_ratio_to_bare_flask"], float)
+    assert isinstance(ingest["cpu_met"], bool)
 
     sustained = written["sustained"]
     assert sustained["accepted"] > 0
     assert sustained["backlog_end"] >= 0
+    assert sustained["cpu_us_per_accepted_event"] > 0
+    assert isinstance(sustained["ratio_to_bare_flask"], float)
+    assert sustained["delivery_cpu"]["rows"] > 0
+    assert isinstance(sustained["delivery_cpu"]["cpu_us_per_row"], int)
 
     delivery = written["delivery"]
     assert delivery["delivered"] == delivery["events"] == delivery["contacts_in_fake"]
