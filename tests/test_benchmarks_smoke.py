@@ -1,7 +1,7 @@
 """The benchmark harness at a tiny scale, so it cannot rot between `make bench` runs.
 
 Asserts the structure of what it writes, never a timing: the figures of a tiny run on a
-busy test machine mean nothing.
+busy test machine mean nothing. Part of the default `make test` (about 50 s).
 """
 
 from __future__ import annotations
@@ -9,12 +9,8 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
-import pytest
-
 from benchmarks import run as bench_run
 from tests.conftest import postgres_unavailable_reason
-
-pytestmark = pytest.mark.bench
 
 HEADLINE_KEYS = {
     "ingest": ("ratio_to_bare_flask",),
