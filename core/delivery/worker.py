@@ -22,11 +22,13 @@ again; connectors that can upsert or dedup make that effectively once.
 
 from __future__ import annotations
 
+import json
 import logging
 import random
 import threading
 import time
 from collections.abc import Callable, Mapping, Sequence
+from dataclasses import replace
 from datetime import datetime
 from typing import Protocol
 
@@ -180,13 +182,18 @@ class Worker:
             self.store.release(self.worker_id, [c.id for c in unsent])
         finished_at = self.clock()
         updates = [
-            decide(
-                outcome,
-                delivery,
-                now=finished_at,
-                started_at=started_at,
-                policy=self.config.delivery,
-                rng=self.rng,
+            replace(
+                decide(
+                    outcome,
+                    delivery,
+                    now=finished_at,
+                    started_at=started_at,
+                    policy=self.config.delivery,
+                    rng=self.rng,
+                ),
+                request=None
+                if isinstance(outcome, Skipped)
+                else _request_sent(connector, delivery),
             )
             for delivery, outcome in sent
         ]
@@ -563,3 +570,18 @@ def _advance(newest: dict[str, NewestDelivered], delivery: ClaimedDelivery) -> N
         return
     if key not in newest or occurred_at >= newest[key].occurred_at:
         newest[key] = NewestDelivered(occurred_at, delivery.event_id)
+
+
+# A request copy is for reading on the console, not for replaying: a huge one is cut.
+_MAX_REQUEST_CHARS = 64 * 1024
+
+
+def _request_sent(connector: Connector, delivery: ClaimedDelivery) -> str | None:
+    """The request the connector built for the event, as its preview shows it (the
+    contract: exactly what `send` transmits, secrets masked), kept on the attempt."""
+    try:
+        preview = connector.preview(delivery.event)
+    except Exception:  # a copy for reading must never fail the delivery it describes
+        log.exception("connector preview raised", extra=fields(connector=connector.name))
+        return None
+    return json.dumps(preview, ensure_ascii=False, default=str)[:_MAX_REQUEST_CHARS]

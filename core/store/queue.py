@@ -264,6 +264,7 @@ class DeliveryQueue(ABC):
                             now,
                             u.outcome if u.id in held else "lost_lease",
                             u.answer,
+                            u.request,
                         )
                     )
                     for u in updates

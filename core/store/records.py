@@ -95,6 +95,9 @@ class DeliveryUpdate:
     # delivered try what was written ("updated contact 123"), so a coalesced event's
     # attempt names the write that carried it.
     answer: str | None = None
+    # What the connector sent for the event (JSON of its preview, secrets masked); None
+    # when nothing was sent (a skip).
+    request: str | None = None
 
 
 @dataclass(frozen=True)

@@ -125,7 +125,16 @@ class Store(StoreQueries, DeliveryQueue, IdentityAdmin):
         self._listener: Listener | None = None
         self._insert_attempts = BulkInsert(
             attempts,
-            ("delivery_id", "number", "worker", "started_at", "finished_at", "outcome", "error"),
+            (
+                "delivery_id",
+                "number",
+                "worker",
+                "started_at",
+                "finished_at",
+                "outcome",
+                "error",
+                "request",
+            ),
             self._backend.engine.dialect,
         )
         self._progress_rows = progress_rows(self._backend.engine.dialect)

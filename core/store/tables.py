@@ -150,6 +150,8 @@ attempts = Table(
     Column("outcome", String(16), nullable=False),
     # The destination's answer: the error text, or for a delivered try what was written.
     Column("error", Text),
+    # The request the connector built for the event (its preview: secrets masked).
+    Column("request", Text),
 )
 
 connector_state = Table(

@@ -384,6 +384,11 @@ def test_the_event_page_shows_the_lead_payload_and_each_attempt_with_the_answer(
     assert "HTTP 400: Property values were not valid: phone" in html
     assert "Replay to this connector" in html
     assert "Replay to all" in html
+    # What the attempt sent (the recording connector's request names the event), kept with
+    # the attempt, instead of a preview computed now.
+    assert "Request sent with attempt 1" in html
+    assert f"&#34;event_id&#34;: &#34;{event_id}&#34;" in html
+    assert "computed now" not in html
 
 
 def test_replay_to_one_connector_queues_its_delivery_again(logged_in: Console) -> None:

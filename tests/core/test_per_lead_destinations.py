@@ -235,6 +235,10 @@ def test_queued_events_of_one_lead_go_as_one_write_and_each_records_it(
         assert row["status"] == "delivered"
         [attempt] = store.attempts_of(row["id"])
         answers.append(attempt["error"])
+        # The attempt keeps the request built for its event, without the token.
+        assert "/crm/v3/objects/contacts/batch/upsert" in attempt["request"]
+        assert "lead7@example.com" in attempt["request"]
+        assert TOKEN not in attempt["request"]
     # Each event's attempt names the same write: the contact that carried all three.
     assert len(set(answers)) == 1
     assert "contact" in answers[0]

@@ -177,6 +177,17 @@ def _preview(current: ConsoleState, stored: dict[str, Any], connector_name: str)
     return current.redact(json.dumps(preview, indent=2, ensure_ascii=False, default=str))
 
 
+def _pretty_request(current: ConsoleState, request: str | None) -> str | None:
+    """The request kept with an attempt, indented for reading, secrets masked again."""
+    if not request:
+        return None
+    try:
+        text = json.dumps(json.loads(request), indent=2, ensure_ascii=False)
+    except ValueError:  # cut at the size limit: shown as kept
+        text = request
+    return current.redact(text)
+
+
 @console.get("/events/<event_id>")
 def event(event_id: str) -> str:
     current = state()
@@ -190,6 +201,7 @@ def event(event_id: str) -> str:
             {
                 **attempt,
                 "error": current.redact(attempt["error"]) if attempt["error"] else None,
+                "request": _pretty_request(current, attempt.get("request")),
                 "duration_ms": round(
                     (attempt["finished_at"] - attempt["started_at"]).total_seconds() * 1000
                 ),
@@ -203,7 +215,9 @@ def event(event_id: str) -> str:
             if delivery["status"] in queries.OPEN_STATUSES
             else None
         )
-        delivery["preview"] = _preview(current, stored, delivery["connector"])
+        # What a try sent is kept with it; a delivery not sent yet shows what it would send.
+        sent = any(attempt["request"] for attempt in delivery["attempt_log"])
+        delivery["preview"] = None if sent else _preview(current, stored, delivery["connector"])
     lead, activity = _lead_rows(stored)
     return render_template(
         "console/event.html",
