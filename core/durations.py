@@ -6,7 +6,7 @@ Imports nothing of ours, so every layer (ingest, delivery, app) can read duratio
 from __future__ import annotations
 
 import re
-from datetime import timedelta
+from datetime import UTC, datetime, timedelta
 from typing import Annotated, Any
 
 from pydantic import BeforeValidator
@@ -27,7 +27,29 @@ def parse_duration(value: Any) -> timedelta:
     if not match:
         raise ValueError(f"expected a duration like 30s, 10m, 6h or 30d, got {value!r}")
     number, unit = match.groups()
-    return timedelta(seconds=float(number) * _UNIT_SECONDS[unit])
+    try:
+        return timedelta(seconds=float(number) * _UNIT_SECONDS[unit])
+    except OverflowError:
+        raise ValueError(f"duration {value!r} is too large") from None
 
 
 Duration = Annotated[timedelta, BeforeValidator(parse_duration)]
+
+
+def moment(value: str, now: datetime) -> datetime:
+    """An ISO time (UTC unless it says otherwise), or a duration meaning that long before
+    `now` (`2h`, `7d`); ValueError, saying why, for anything else or out of range."""
+    try:
+        parsed = datetime.fromisoformat(value)
+    except ValueError:
+        try:
+            return now - parse_duration(value)
+        except ValueError:
+            raise ValueError(f"{value!r} is neither an ISO time nor a duration like 2h") from None
+        except OverflowError:
+            raise ValueError(f"{value!r} is further back than the calendar goes") from None
+    try:
+        # In UTC now: a time at the calendar's edge could not be compared in the store.
+        return parsed.astimezone(UTC) if parsed.tzinfo else parsed.replace(tzinfo=UTC)
+    except OverflowError:
+        raise ValueError(f"{value!r} is out of range") from None

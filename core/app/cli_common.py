@@ -14,7 +14,7 @@ from leadrelay.core import logs
 from leadrelay.core.app.config import Config, ConfigError, load_config
 from leadrelay.core.app.safety import PublishedSecretRefused, startup_warnings
 from leadrelay.core.app.store_access import StoreProblem, open_and_migrate, open_existing
-from leadrelay.core.durations import parse_duration
+from leadrelay.core.durations import moment
 from leadrelay.core.store.store import Store
 
 log = logging.getLogger("leadrelay.cli")
@@ -97,16 +97,9 @@ def when(value: str | None) -> datetime | None:
     if not value:
         return None
     try:
-        parsed = datetime.fromisoformat(value)
-        return parsed if parsed.tzinfo else parsed.replace(tzinfo=UTC)
-    except ValueError:
-        pass
-    try:
-        return datetime.now(UTC) - parse_duration(value)
-    except ValueError:
-        raise click.BadParameter(
-            f"{value!r} is neither an ISO time nor a duration like 2h"
-        ) from None
+        return moment(value, datetime.now(UTC))
+    except ValueError as exc:
+        raise click.BadParameter(str(exc)) from None
 
 
 def known_connector(config: Config, name: str) -> None:

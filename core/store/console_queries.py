@@ -26,7 +26,7 @@ from sqlalchemy import (
 )
 from sqlalchemy.exc import DBAPIError
 
-from leadrelay.core.store.queries import DELIVERY_LISTING
+from leadrelay.core.store.queries import DELIVERY_LISTING, EVENT_LISTING
 from leadrelay.core.store.store import Store, StoreUnavailable
 from leadrelay.core.store.tables import deliveries, events
 
@@ -52,17 +52,6 @@ _HOUR_SQL = {
     "sqlite": "strftime('%Y-%m-%d %H', events.received_at)",
     "postgresql": "to_char(date_trunc('hour', events.received_at), 'YYYY-MM-DD HH24')",
 }
-_LIST_COLUMNS = (
-    events.c.event_id,
-    events.c.received_at,
-    events.c.source,
-    events.c.provider,
-    events.c.status,
-    events.c.type,
-    events.c.provider_event,
-    events.c.lead_key,
-    events.c.reason,
-)
 
 
 @contextmanager
@@ -154,7 +143,7 @@ def search_condition(dialect: str, text: str) -> ColumnElement[bool]:
 
 def search_events(store: Store, q: EventQuery) -> Page:
     """One page of events matching `q`, newest first, and the cursor of the next page."""
-    query = select(*_LIST_COLUMNS)
+    query = select(*EVENT_LISTING)
     if q.search and q.search.strip():
         query = query.where(search_condition(store.engine.dialect.name, q.search))
     if q.source:

@@ -191,6 +191,9 @@ class IdentityAdmin(ABC):
             ).rowcount
             conn.execute(delete(identities).where(identities.c.person_key == key))
             conn.execute(delete(persons).where(persons.c.person_key == key))
+            # The newest delivered event per connector: a returning person must not have
+            # new events judged stale against what was forgotten.
+            conn.execute(delete(lead_progress).where(lead_progress.c.lead_key == key))
         return removed
 
 

@@ -13,6 +13,18 @@ from leadrelay.core.schema import LeadEvent
 from leadrelay.core.store.records import DeliveryFilter, EventFilter, load_lead_event
 from leadrelay.core.store.tables import attempts, deliveries, events, identity_conflicts
 
+# What a listing of events shows (CLI and console).
+EVENT_LISTING = (
+    events.c.event_id,
+    events.c.received_at,
+    events.c.source,
+    events.c.provider,
+    events.c.status,
+    events.c.type,
+    events.c.provider_event,
+    events.c.lead_key,
+    events.c.reason,
+)
 # What a listing of deliveries shows: the delivery and its event's source, type and lead.
 DELIVERY_LISTING = (
     deliveries.c.id,
@@ -36,17 +48,7 @@ class StoreQueries(ABC):
         """A read-only transaction; StoreUnavailable when the database cannot answer."""
 
     def list_events(self, f: EventFilter) -> list[dict[str, Any]]:
-        query = select(
-            events.c.event_id,
-            events.c.received_at,
-            events.c.source,
-            events.c.provider,
-            events.c.status,
-            events.c.type,
-            events.c.provider_event,
-            events.c.lead_key,
-            events.c.reason,
-        )
+        query = select(*EVENT_LISTING)
         if f.status:
             query = query.where(events.c.status == f.status)
         if f.source:

@@ -252,6 +252,18 @@ class DeliveryQueue(ABC):
                         "b_finished_at": finished_at,
                     },
                 )
+            # A delivery deleted while it was being sent (`connectors forget`) has no row
+            # to hang an attempt on; the rest of the batch is recorded as usual.
+            unheld = [u.id for u in updates if u.id not in held]
+            still_there = held | (
+                set(
+                    conn.execute(
+                        select(deliveries.c.id).where(deliveries.c.id.in_(unheld))
+                    ).scalars()
+                )
+                if unheld
+                else set()
+            )
             self._insert_attempts.execute(
                 conn,
                 [
@@ -268,6 +280,7 @@ class DeliveryQueue(ABC):
                         )
                     )
                     for u in updates
+                    if u.id in still_there
                 ],
             )
             delivered = [u.id for u in updates if u.status == "delivered" and u.id in held]

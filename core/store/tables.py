@@ -94,6 +94,9 @@ events = Table(
     Column("reason", Text),
     Index("ix_events_received_at", "received_at"),
     Index("ix_events_source_status", "source", "status"),
+    Index("ix_events_lead_key", "lead_key", "received_at"),
+    # Migration 0003 also makes the console's search indexes on expressions over
+    # `normalized` (email, provider lead id), written per dialect, so not declared here.
 )
 
 deliveries = Table(

@@ -563,3 +563,12 @@ def test_no_configured_secret_appears_on_any_page(sqlite_url: str) -> None:
         assert 'id="delivery-crm"' in event_page  # the previews were rendered
     finally:
         runtime.stop()
+
+
+@pytest.mark.parametrize(
+    "since", ["1000000d", "99999999999999999999d", "0001-01-01T00:00:00+01:00", "soon"]
+)
+def test_a_time_filter_out_of_range_is_a_400_not_a_500(logged_in: Console, since: str) -> None:
+    response = logged_in.client.get("/console/events", query_string={"since": since})
+    assert response.status_code == 400
+    assert "since" in response.get_data(as_text=True)

@@ -196,6 +196,18 @@ def test_a_bad_time_is_a_usage_error(populated: Populated) -> None:
     assert "'yesterday' is neither an ISO time nor a duration" in result.output
 
 
+@pytest.mark.parametrize(
+    "since", ["1000000d", "99999999999999999999d", "0001-01-01T00:00:00+01:00"]
+)
+def test_a_time_out_of_range_is_a_usage_error_not_a_traceback(
+    populated: Populated, since: str
+) -> None:
+    result = run_cli("events", "--config", str(populated.config_path), "--since", since)
+    assert result.exit_code == 2
+    assert "Traceback" not in result.output
+    assert repr(since) in result.output
+
+
 # -- deliveries -----------------------------------------------------------------------------
 
 

@@ -309,3 +309,10 @@ def test_connector_type_that_cannot_be_imported_is_a_config_error(
     assert "broken" in caught.value.problem
     assert "no_such_module" in caught.value.problem
     assert SECRET not in str(caught.value)
+
+
+@pytest.mark.parametrize("value", ["99999999999999999999d", "1e400s"])
+def test_a_duration_too_large_to_hold_is_a_config_error_naming_the_key(value: str) -> None:
+    with pytest.raises(ConfigError) as caught:
+        parse_config({"delivery": {"lease": value}}, "c.yaml", env={})
+    assert caught.value.key_path == "delivery.lease"

@@ -16,7 +16,15 @@ from sqlalchemy import insert, select
 from leadrelay.core.app.config import Config
 from leadrelay.core.ingest.providers import Parsed
 from leadrelay.core.schema import LeadEvent
-from leadrelay.core.store.store import EventFilter, IncomingEvent, Store, UnknownPerson, utcnow
+from leadrelay.core.store.store import (
+    DeliveryFilter,
+    DeliveryUpdate,
+    EventFilter,
+    IncomingEvent,
+    Store,
+    UnknownPerson,
+    utcnow,
+)
 from leadrelay.core.store.tables import deliveries, lead_progress
 from tests.conftest import make_config, migrated_store, request_record
 from tests.factories import make_event
@@ -275,3 +283,59 @@ def test_identity_entries_expire_after_the_persons_last_event(config: Config, st
     assert counts["identities"] == 1
     with pytest.raises(UnknownPerson):
         store.find_person("old@example.com")
+
+
+def test_forgetting_a_person_while_a_worker_sends_their_delivery_loses_no_other_outcome(
+    config: Config, store: Store
+) -> None:
+    forgotten = store.submit(record_of(config, person_event(email="gone@example.com"))).event_id
+    kept = store.submit(record_of(config, person_event(email="kept@example.com"))).event_id
+    claimed = store.claim("rec", "w1", 10, utcnow() + timedelta(seconds=1), timedelta(minutes=1))
+    assert {c.event_id for c in claimed} == {forgotten, kept}
+
+    store.forget_person("gone@example.com")  # while w1 is sending both
+    now = utcnow()
+    held = store.complete(
+        "w1",
+        [
+            DeliveryUpdate(
+                id=c.id,
+                status="delivered",
+                attempts=1,
+                next_attempt_at=now,
+                last_error=None,
+                outcome="delivered",
+                started_at=now,
+                attempt_number=1,
+            )
+            for c in claimed
+        ],
+        now,
+    )
+
+    assert held == 1
+    [row] = store.list_deliveries(DeliveryFilter(event_id=kept))
+    assert row["status"] == "delivered"
+
+
+def test_forget_drops_the_persons_delivery_progress(config: Config, store: Store) -> None:
+    event = person_event(email="back@example.com")
+    store.submit(record_of(config, event))
+    now = utcnow()
+    with store.engine.begin() as conn:
+        conn.execute(
+            insert(lead_progress).values(
+                connector="rec",
+                lead_key="email:back@example.com",
+                occurred_at=now,
+                event_id=event.event_id,
+                updated_at=now,
+            )
+        )
+
+    store.forget_person("back@example.com")
+
+    with store.engine.connect() as conn:
+        left = conn.execute(select(lead_progress.c.lead_key)).scalars().all()
+    # A returning person's older events are not judged against what was forgotten.
+    assert left == []

@@ -12,7 +12,7 @@ from flask import abort, render_template, request
 from leadrelay.core.app.console import console
 from leadrelay.core.app.console.chart import hourly_bars
 from leadrelay.core.app.console.state import ConsoleState, state, webhook_answers
-from leadrelay.core.durations import parse_duration
+from leadrelay.core.durations import moment
 from leadrelay.core.schema import LEAD_EVENT_TYPES
 from leadrelay.core.store import console_queries as queries
 from leadrelay.core.store.store import DeliveryFilter, load_lead_event, utcnow
@@ -45,14 +45,9 @@ def _time_arg(name: str) -> datetime | None:
     if value is None:
         return None
     try:
-        parsed = datetime.fromisoformat(value)
-        return parsed if parsed.tzinfo else parsed.replace(tzinfo=UTC)
-    except ValueError:
-        pass
-    try:
-        return utcnow() - parse_duration(value)
-    except ValueError:
-        abort(400, f"{name}: {value!r} is neither an ISO time nor a duration like 2h")
+        return moment(value, utcnow())
+    except ValueError as exc:
+        abort(400, f"{name}: {exc}")
 
 
 def waiting_reason(current: ConsoleState, connector: str, disabled: dict[str, str]) -> str | None:
