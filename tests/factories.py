@@ -6,6 +6,7 @@ from datetime import UTC, datetime
 from typing import Any
 
 from leadrelay.core.schema import Activity, Lead, LeadEvent, event_id_for, lead_key
+from leadrelay.core.store.records import DeliveryUpdate
 
 _counter = 0
 
@@ -60,4 +61,18 @@ def make_event(
         lead=make_lead(**lead_fields),
         activity=activity,
         raw=raw if raw is not None else {"event": type, "data": {"id": "lead_test"}},
+    )
+
+
+def delivered_update(delivery_id: int, now: datetime) -> DeliveryUpdate:
+    """A first try of `delivery_id` that went through, as the retry policy records it."""
+    return DeliveryUpdate(
+        id=delivery_id,
+        status="delivered",
+        attempts=1,
+        next_attempt_at=now,
+        last_error=None,
+        outcome="delivered",
+        started_at=now,
+        attempt_number=1,
     )

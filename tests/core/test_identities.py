@@ -18,7 +18,6 @@ from leadrelay.core.ingest.providers import Parsed
 from leadrelay.core.schema import LeadEvent
 from leadrelay.core.store.store import (
     DeliveryFilter,
-    DeliveryUpdate,
     EventFilter,
     IncomingEvent,
     Store,
@@ -27,7 +26,7 @@ from leadrelay.core.store.store import (
 )
 from leadrelay.core.store.tables import deliveries, lead_progress
 from tests.conftest import make_config, migrated_store, request_record
-from tests.factories import make_event
+from tests.factories import delivered_update, make_event
 from tests.lifecycles import LIFECYCLES, PERSON_KEYS
 
 TIMEOUT_S = 60
@@ -295,23 +294,7 @@ def test_forgetting_a_person_while_a_worker_sends_their_delivery_loses_no_other_
 
     store.forget_person("gone@example.com")  # while w1 is sending both
     now = utcnow()
-    held = store.complete(
-        "w1",
-        [
-            DeliveryUpdate(
-                id=c.id,
-                status="delivered",
-                attempts=1,
-                next_attempt_at=now,
-                last_error=None,
-                outcome="delivered",
-                started_at=now,
-                attempt_number=1,
-            )
-            for c in claimed
-        ],
-        now,
-    )
+    held = store.complete("w1", [delivered_update(c.id, now) for c in claimed], now)
 
     assert held == 1
     [row] = store.list_deliveries(DeliveryFilter(event_id=kept))

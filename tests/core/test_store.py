@@ -18,7 +18,6 @@ from leadrelay.core.ingest.receiver import create_app
 from leadrelay.core.store.group_commit import GroupCommitter
 from leadrelay.core.store.store import (
     DeliveryFilter,
-    DeliveryUpdate,
     EventFilter,
     IncomingEvent,
     Store,
@@ -26,6 +25,7 @@ from leadrelay.core.store.store import (
 )
 from leadrelay.core.store.tables import dedup_keys, events
 from tests.conftest import gitleads_body, make_config, migrated_store, signed_headers
+from tests.factories import delivered_update
 
 RETENTION = timedelta(days=30)
 DEDUP_RETENTION = timedelta(days=365)
@@ -83,19 +83,7 @@ def deliver(store: Store, event_ids: set[str] | None = None) -> int:
     now = utcnow()
     claimed = store.claim("rec", "test-worker", 100, now, timedelta(minutes=1))
     chosen = [c for c in claimed if event_ids is None or c.event_id in event_ids]
-    updates = [
-        DeliveryUpdate(
-            id=c.id,
-            status="delivered",
-            attempts=1,
-            next_attempt_at=now,
-            last_error=None,
-            outcome="delivered",
-            started_at=now,
-            attempt_number=1,
-        )
-        for c in chosen
-    ]
+    updates = [delivered_update(c.id, now) for c in chosen]
     held = store.complete("test-worker", updates, now)
     store.release("test-worker", [c.id for c in claimed if c not in chosen])
     return held

@@ -23,9 +23,7 @@ from __future__ import annotations
 
 import itertools
 import random
-import signal
 import sqlite3
-import subprocess
 import threading
 import time
 from collections import Counter
@@ -37,10 +35,8 @@ from typing import Any, ClassVar
 
 import pytest
 import requests
-from flask import Response
 from sqlalchemy.engine import make_url
 
-from leadrelay.core.app.config import load_config
 from leadrelay.core.delivery.contract import (
     Connector,
     Delivered,
@@ -58,7 +54,6 @@ from tests.ops.helpers import (
     SECRET,
     GunicornProcess,
     RecordingDestination,
-    delivery_statuses,
     encode,
     gitleads_payload,
     per_process_counter,
@@ -67,7 +62,6 @@ from tests.ops.helpers import (
     postgres_counts,
     postgres_schema,
     sqlite_counts,
-    venv_bin,
     wait_until,
 )
 from tests.process import ServeProcess, write_config
@@ -273,70 +267,6 @@ def test_worker_dying_mid_batch_leaves_the_batch_to_the_next_after_the_lease(
     assert statuses(store) == Counter({"delivered": 8})
     outcomes = [a["outcome"] for a in store.attempts_of(claimed[0].id)]
     assert outcomes == ["delivered", "lost_lease"]
-
-
-def test_worker_process_killed_mid_request_is_delivered_by_the_next(tmp_path: Path) -> None:
-    """A real `connectors worker`, SIGKILLed while its request is at the destination."""
-    release = threading.Event()
-    first_request = threading.Event()
-
-    def stall_first(_headers: dict[str, str], _body: bytes) -> Response:
-        if not first_request.is_set():
-            first_request.set()
-            release.wait(30)
-        return Response("ok", status=200)
-
-    destination = RecordingDestination(stall_first)
-    db_path = tmp_path / "leadrelay.db"
-    with destination.running() as hook:
-        config_path = write_config(
-            tmp_path / "connectors.yaml",
-            {
-                "store": f"sqlite:///{db_path}",
-                "sources": {"gitleads": {"provider": "gitleads", "secrets": [SECRET]}},
-                "connectors": {
-                    "hook": {"type": "webhook", "url": f"{hook.base_url}/in", "timeout": 30}
-                },
-                # Longer than the wait below: the next worker frees the killed one's
-                # leases when it starts, it does not wait for them to expire.
-                "delivery": {"lease": "10m", "poll_interval": "200ms"},
-            },
-        )
-        store = migrated_store(f"sqlite:///{db_path}")
-        try:
-            # Stored through the receiver, routed to the YAML's `hook` connector.
-            event_ids = ingest(store, load_config(config_path, env={}), 5)
-        finally:
-            store.close()
-        log = (tmp_path / "worker.log").open("ab")
-        command = [venv_bin("connectors"), "worker", "--config", str(config_path)]
-        first = subprocess.Popen(command, stdout=log, stderr=log, start_new_session=True)
-        second: subprocess.Popen[bytes] | None = None
-        try:
-            assert first_request.wait(20), "the first worker never reached the destination"
-            first.send_signal(signal.SIGKILL)
-            assert first.wait(10) == -signal.SIGKILL
-            release.set()
-            second = subprocess.Popen(command, stdout=log, stderr=log, start_new_session=True)
-            wait_until(
-                lambda: delivery_statuses(db_path) == Counter({"delivered": 5}),
-                timeout=30,
-                message=lambda: f"deliveries: {delivery_statuses(db_path)}",
-            )
-            second.send_signal(signal.SIGTERM)
-            assert second.wait(20) == 0
-        finally:
-            release.set()
-            for process in (first, second):
-                if process is not None and process.poll() is None:
-                    process.kill()
-                    process.wait(10)
-            log.close()
-    seen = destination.webhook_ids()
-    assert set(seen) == set(event_ids)
-    # At-least-once: the request in flight at the kill is sent again (same webhook-id, so
-    # the receiver can dedup); every other event exactly once.
-    assert sorted(seen.values()) == [1, 1, 1, 1, 2]
 
 
 # -- CSV path unwritable ----------------------------------------------------------------------
