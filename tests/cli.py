@@ -9,12 +9,13 @@ would be gone. Tests invoke the CLI in-process through this runner instead.
 from __future__ import annotations
 
 import logging
+from pathlib import Path
 from typing import Any
 
 from click import testing
 from click.testing import Result
 
-__all__ = ["CliRunner", "Result"]
+__all__ = ["CliRunner", "Result", "example_runner"]
 
 
 class CliRunner(testing.CliRunner):
@@ -26,3 +27,14 @@ class CliRunner(testing.CliRunner):
         finally:
             root.handlers[:] = handlers
             root.setLevel(level)
+
+
+def example_runner(folder: Path) -> CliRunner:
+    """A runner for the example configs, their CSV and database kept in `folder` (the
+    examples read both paths from the environment)."""
+    return CliRunner(
+        env={
+            "LEADRELAY_CSV_PATH": str(folder / "leads.csv"),
+            "LEADRELAY_STORE": f"sqlite:///{folder / 'x.db'}",
+        }
+    )

@@ -11,7 +11,7 @@ import pytest
 from leadrelay.core.app.cli import main
 from leadrelay.core.app.samples import bundled_sample_files, signed_request
 from leadrelay.core.ingest.providers.registry import provider_for
-from tests.cli import CliRunner
+from tests.cli import CliRunner, example_runner
 from tests.conftest import SECRETS
 from tests.process import ServeProcess, write_config
 
@@ -43,13 +43,7 @@ DOCUMENTED_EVENTS = {
 
 @pytest.fixture
 def runner(tmp_path: Path) -> CliRunner:
-    # The example config writes its CSV and database relative to the working directory.
-    return CliRunner(
-        env={
-            "LEADRELAY_CSV_PATH": str(tmp_path / "leads.csv"),
-            "LEADRELAY_STORE": f"sqlite:///{tmp_path / 'x.db'}",
-        }
-    )
+    return example_runner(tmp_path)
 
 
 def test_bundled_samples_cover_every_documented_event() -> None:

@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 
 from leadrelay.core.app.cli import main
-from tests.cli import CliRunner
+from tests.cli import CliRunner, example_runner
 
 EXAMPLES = Path(__file__).resolve().parents[2] / "examples" / "generic_sources"
 # (config, source, payload file, the lead's key, its provider)
@@ -27,12 +27,7 @@ CASES = [
 
 @pytest.fixture
 def runner(tmp_path: Path) -> CliRunner:
-    return CliRunner(
-        env={
-            "LEADRELAY_CSV_PATH": str(tmp_path / "leads.csv"),
-            "LEADRELAY_STORE": f"sqlite:///{tmp_path / 'x.db'}",
-        }
-    )
+    return example_runner(tmp_path)
 
 
 @pytest.mark.parametrize(("config", "source", "payload", "lead_key", "provider"), CASES)
