@@ -1,9 +1,16 @@
-"""The Flask receiver: verify, parse, store durably, answer (docs/design.md, "HTTP contract").
+"""The receiver: verify, parse, store durably, answer (docs/design.md, "HTTP contract").
 
 Order of checks for `POST /webhooks/<source>`: unknown source (404) → body size (413,
 enforced while reading, so a chunked body with no length is bounded too) → signature
 (401, before the body is parsed) → JSON (400) → parse → one commit → answer. No 2xx is
 ever sent before the commit, and no error is ever an HTML page or a traceback.
+
+`POST /webhooks/<source>` is served by `WebhookEndpoint`, a plain WSGI application in
+front of Flask (`app.wsgi_app`); every other request (probes, health, metrics, the
+console, errors for unknown paths) goes on to Flask. The webhook is the one request
+served thousands of times a second, and Flask's request context, routing, hooks and
+`Response` cost as much CPU as all of the receiver's own work on it
+(benchmarks/README.md, "Where the CPU goes").
 """
 
 from __future__ import annotations
@@ -13,12 +20,18 @@ import json
 import logging
 import re
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from datetime import datetime
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from flask import Flask, Response, g, request
+from werkzeug.datastructures import EnvironHeaders
 from werkzeug.exceptions import HTTPException, RequestEntityTooLarge
+from werkzeug.http import HTTP_STATUS_CODES
+from werkzeug.wsgi import get_content_length, get_input_stream
+
+if TYPE_CHECKING:
+    from _typeshed.wsgi import StartResponse, WSGIApplication, WSGIEnvironment
 
 from leadrelay.core import metrics
 from leadrelay.core.delivery.routing import route
@@ -82,7 +95,7 @@ def parse_json_object(body: bytes) -> dict[str, Any]:
     return payload
 
 
-def read_body(limit: int) -> bytes:
+def read_body(environ: WSGIEnvironment, limit: int) -> bytes:
     """The request body, or RequestEntityTooLarge if it is longer than `limit` bytes.
 
     With a Content-Length, Werkzeug refuses an oversized body before reading it. A chunked
@@ -91,11 +104,11 @@ def read_body(limit: int) -> bytes:
     A body the server cannot decode (a malformed chunk size) is the client's error: 400.
     """
     try:
-        body = request.get_data(cache=False)
+        body = get_input_stream(environ, max_content_length=limit).read()
         too_long = len(body) > limit or (
-            request.content_length is None
+            get_content_length(environ) is None
             and len(body) == limit
-            and bool(request.environ["wsgi.input"].read(1))
+            and bool(environ["wsgi.input"].read(1))
         )
     except HTTPException:
         raise
@@ -231,14 +244,143 @@ def _sha256(data: bytes) -> str:
     return hashlib.sha256(data).hexdigest()
 
 
+def log_request(
+    method: str, path: str, status: int, started: float, log_fields: dict[str, Any]
+) -> None:
+    """The one log line per request, for the Flask routes and the webhook endpoint alike."""
+    log.info(
+        "%s %s %s",
+        method,
+        path,
+        status,
+        extra=fields(
+            method=method,
+            path=path,
+            status=status,
+            duration_ms=round((time.perf_counter() - started) * 1000, 2),
+            **log_fields,
+        ),
+    )
+
+
+class WebhookEndpoint:
+    """`POST /webhooks/<source>` as a plain WSGI application; anything else goes to `app`."""
+
+    _PREFIX = "/webhooks/"
+    _JSON = "application/json"
+
+    def __init__(self, config: ReceiverConfig, store: Store, app: WSGIApplication) -> None:
+        self._config = config
+        self._store = store
+        self._app = app
+
+    def __call__(self, environ: WSGIEnvironment, start_response: StartResponse) -> Iterable[bytes]:
+        path = environ.get("PATH_INFO", "")
+        if environ.get("REQUEST_METHOD") != "POST" or not path.startswith(self._PREFIX):
+            return self._app(environ, start_response)
+        # The server decodes the path as latin-1 (PEP 3333); URLs are UTF-8.
+        source = path[len(self._PREFIX) :].encode("latin-1").decode("utf-8", "replace")
+        if not source or "/" in source:
+            return self._app(environ, start_response)  # no such route: Flask's 404
+        started = time.perf_counter()
+        log_fields: dict[str, Any] = {"source": source}
+        try:
+            status, body = self._answer(environ, source, log_fields)
+        except Exception as exc:
+            log.error("unexpected error", exc_info=exc, extra=fields(path=path))
+            status, body = (
+                500,
+                error_body("internal_error", "unexpected error; the event was not stored"),
+            )
+        data = json.dumps(body).encode()
+        start_response(
+            f"{status} {HTTP_STATUS_CODES.get(status, '')}",
+            [("Content-Type", self._JSON), ("Content-Length", str(len(data)))],
+        )
+        log_request("POST", f"/webhooks/{source}", status, started, log_fields)
+        return [data]
+
+    def _answer(
+        self, environ: WSGIEnvironment, source: str, log_fields: dict[str, Any]
+    ) -> tuple[int, dict[str, Any]]:
+        """The answer, counted by source and answer (a status, or an error code)."""
+        config = self._config
+        if source not in config.sources:
+            status, body = 404, _unknown_source(source)
+        else:
+            try:
+                status, body = self._receive(environ, source, log_fields)
+            except RequestEntityTooLarge:
+                limit = self._body_limit(source)
+                status, body = 413, error_body("payload_too_large", f"body exceeds {limit} bytes")
+            except ApiError as exc:
+                status, body = exc.status, error_body(exc.code, exc.message)
+        answer = body.get("status") or body["error"]
+        log_fields["answer"] = answer
+        metrics.WEBHOOKS.labels(source if source in config.sources else "<unknown>", answer).inc()
+        return status, body
+
+    def _body_limit(self, source: str) -> int:
+        return self._config.sources[source].max_body_bytes or self._config.server.max_body_bytes
+
+    def _receive(
+        self, environ: WSGIEnvironment, source: str, log_fields: dict[str, Any]
+    ) -> tuple[int, dict[str, Any]]:
+        config, store = self._config, self._store
+        source_config = config.sources[source]
+        provider = source_config.adapter
+        body = read_body(environ, self._body_limit(source))
+        headers = EnvironHeaders(environ)
+        secrets = source_config.secret_values()
+        if secrets:
+            try:
+                provider.verify(headers, body, secrets)
+            except SignatureError as exc:
+                metrics.SIGNATURE_FAILURES.labels(source, exc.reason).inc()
+                log_fields["reason"] = exc.reason  # missing | malformed | mismatch | not_binding
+                code = "signature_not_binding" if exc.reason == "not_binding" else None
+                raise ApiError(401, code or "invalid_signature", exc.message) from None
+        payload = parse_json_object(body)
+        received_at = utcnow()
+        result = provider.parse(payload, source=source, received_at=received_at, headers=headers)
+        record = record_for(
+            config,
+            source=source,
+            provider=provider.name,
+            result=result,
+            body=body,
+            headers=kept_headers(environ, provider.kept_headers),
+            received_at=received_at,
+            canonical_body=provider.canonical_body,
+        )
+        try:
+            stored = store.submit(record)
+        except StoreUnavailable as exc:
+            log.error("store unavailable", extra=fields(source=source, error=str(exc)))
+            raise ApiError(
+                503, "store_unavailable", "the event store is unavailable; retry later"
+            ) from None
+        log_fields.update(event_id=stored.event_id, deliveries=len(record.connectors))
+        if stored.duplicate:
+            return 200, {"status": "duplicate", "event_id": stored.event_id}
+        if record.status == "quarantined":
+            return 202, {
+                "status": "quarantined",
+                "event_id": stored.event_id,
+                "reason": record.reason,
+            }
+        return 200, {"status": record.status, "event_id": stored.event_id}
+
+
 def create_app(config: ReceiverConfig, store: Store) -> Flask:
     app = Flask(__name__)
-    # The largest limit of any source; each source's own limit is enforced per request.
+    # The largest limit of any source (the console's forms are small).
     app.config["MAX_CONTENT_LENGTH"] = max(
         [config.server.max_body_bytes]
         + [source.max_body_bytes or 0 for source in config.sources.values()]
     )
     app.extensions["leadrelay"] = {"config": config, "store": store}
+    app.wsgi_app = WebhookEndpoint(config, store, app.wsgi_app)  # type: ignore[method-assign]
 
     for name in unsigned_sources(config):
         log.warning(
@@ -252,24 +394,11 @@ def create_app(config: ReceiverConfig, store: Store) -> Flask:
     @app.before_request
     def _start_timer() -> None:
         g.started = time.perf_counter()
-        g.log_fields = {}
 
     @app.after_request
     def _log_request(response: Response) -> Response:
-        elapsed_ms = (time.perf_counter() - g.get("started", time.perf_counter())) * 1000
-        log.info(
-            "%s %s %s",
-            request.method,
-            request.path,
-            response.status_code,
-            extra=fields(
-                method=request.method,
-                path=request.path,
-                status=response.status_code,
-                duration_ms=round(elapsed_ms, 2),
-                **g.get("log_fields", {}),
-            ),
-        )
+        started = g.get("started", time.perf_counter())
+        log_request(request.method, request.path, response.status_code, started, {})
         return response
 
     @app.errorhandler(HTTPException)
@@ -280,10 +409,6 @@ def create_app(config: ReceiverConfig, store: Store) -> Flask:
             413: "payload_too_large",
         }.get(exc.code or 500, "http_error")
         return error_response(exc.code or 500, code, exc.description or code)
-
-    @app.errorhandler(ApiError)
-    def _api_error(exc: ApiError) -> Response:
-        return error_response(exc.status, exc.code, exc.message)
 
     @app.errorhandler(Exception)
     def _unexpected(exc: Exception) -> Response:
@@ -315,79 +440,8 @@ def create_app(config: ReceiverConfig, store: Store) -> Flask:
     def webhook_probe(source: str) -> Response:
         # LeadShark's "Test webhook" button sends a GET; answer it without storing anything.
         if source not in config.sources:
-            return _answer(source, 404, _unknown_source(source))
+            metrics.WEBHOOKS.labels("<unknown>", "unknown_source").inc()
+            return json_response(404, _unknown_source(source))
         return json_response(200, {"status": "ok", "source": source})
-
-    @app.post("/webhooks/<source>")
-    def webhook(source: str) -> Response:
-        g.log_fields["source"] = source
-        if source not in config.sources:
-            return _answer(source, 404, _unknown_source(source))
-        try:
-            return _answer(source, *_receive(source))
-        except RequestEntityTooLarge:
-            limit = body_limit(source)
-            return _answer(
-                source, 413, error_body("payload_too_large", f"body exceeds {limit} bytes")
-            )
-        except ApiError as exc:
-            return _answer(source, exc.status, error_body(exc.code, exc.message))
-
-    def body_limit(source: str) -> int:
-        return config.sources[source].max_body_bytes or config.server.max_body_bytes
-
-    def _receive(source: str) -> tuple[int, dict[str, Any]]:
-        source_config = config.sources[source]
-        provider = source_config.adapter
-        body = read_body(body_limit(source))
-        secrets = source_config.secret_values()
-        if secrets:
-            try:
-                provider.verify(request.headers, body, secrets)
-            except SignatureError as exc:
-                metrics.SIGNATURE_FAILURES.labels(source, exc.reason).inc()
-                g.log_fields["reason"] = exc.reason  # missing | malformed | mismatch | not_binding
-                code = "signature_not_binding" if exc.reason == "not_binding" else None
-                raise ApiError(401, code or "invalid_signature", exc.message) from None
-        payload = parse_json_object(body)
-        received_at = utcnow()
-        result = provider.parse(
-            payload, source=source, received_at=received_at, headers=request.headers
-        )
-        record = record_for(
-            config,
-            source=source,
-            provider=provider.name,
-            result=result,
-            body=body,
-            headers=kept_headers(request.environ, provider.kept_headers),
-            received_at=received_at,
-            canonical_body=provider.canonical_body,
-        )
-        try:
-            stored = store.submit(record)
-        except StoreUnavailable as exc:
-            log.error("store unavailable", extra=fields(source=source, error=str(exc)))
-            raise ApiError(
-                503, "store_unavailable", "the event store is unavailable; retry later"
-            ) from None
-        g.log_fields.update(event_id=stored.event_id, deliveries=len(record.connectors))
-        if stored.duplicate:
-            return 200, {"status": "duplicate", "event_id": stored.event_id}
-        if record.status == "quarantined":
-            return 202, {
-                "status": "quarantined",
-                "event_id": stored.event_id,
-                "reason": record.reason,
-            }
-        return 200, {"status": record.status, "event_id": stored.event_id}
-
-    def _answer(source: str, status: int, body: dict[str, Any]) -> Response:
-        """The JSON answer, counted by source and answer (a status, or an error code)."""
-        answer = body.get("status") or body["error"]
-        g.log_fields["answer"] = answer
-        label = source if source in config.sources else "<unknown>"
-        metrics.WEBHOOKS.labels(label, answer).inc()
-        return json_response(status, body)
 
     return app
