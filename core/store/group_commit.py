@@ -5,11 +5,22 @@ in progress becomes the leader: it takes everything queued so far, including rec
 that arrived while the previous commit ran, commits them together and wakes the rest.
 Every caller still gets its answer only after its own record has committed, so the
 "2xx only after commit" rule holds while the fsync cost is shared.
+
+A commit's cost is mostly per transaction (the pages it writes to the WAL: an event
+touches 23 B-trees, and a group shares the pages its events have in common), so a bigger
+group costs less a record. In-process, SQLite, CPU per record: 1,265 µs for a group of
+one, 752 µs for four, 433 µs for sixteen. Under load a new leader therefore gathers
+first: while records keep arriving (none for `gather_quiet_s` ends it) and for at most
+`gather_max_s`, it waits before taking the queue. It gathers only when the group before
+was more than one record, so a lone request on an idle server commits at once. Measured
+under the ingest benchmark's load (A/B/A/B): groups of 4.0 → 6.6 records, CPU per event
+-10%, accepted/s +15 to 25%, p99 lower (benchmarks/README.md).
 """
 
 from __future__ import annotations
 
 import threading
+import time
 from collections.abc import Callable, Sequence
 from typing import Generic, TypeVar
 
@@ -38,28 +49,40 @@ class GroupCommitter(Generic[RecordT, ResultT]):
         *,
         shared_failure: Callable[[Exception], bool] = lambda _exc: False,
         max_group: int = 500,
+        gather_quiet_s: float = 0.003,
+        gather_max_s: float = 0.020,
     ) -> None:
         self._commit = commit
         self._shared_failure = shared_failure
         self._max_group = max_group
-        self._cond = threading.Condition()
+        self._gather_quiet_s = gather_quiet_s
+        self._gather_max_s = gather_max_s
+        self._lock = threading.Lock()
+        self._cond = threading.Condition(self._lock)
+        # Only a gathering leader waits on this one, so an arrival wakes nobody else.
+        self._arrival = threading.Condition(self._lock)
         self._queue: list[_Slot[RecordT, ResultT]] = []
         self._committing = False
+        self._last_group_size = 0
 
     def submit(self, record: RecordT) -> ResultT:
         slot: _Slot[RecordT, ResultT] = _Slot(record)
         with self._cond:
             self._queue.append(slot)
+            self._arrival.notify()
             while not slot.done and self._committing:
                 self._cond.wait(_WAIT_SLICE_S)
             if slot.done:
                 return self._outcome(slot)
             self._committing = True
+            if self._last_group_size > 1:
+                self._gather()
             # Take this slot and the ones queued before it (bounded, so one group's
             # statement stays a sane size; the rest lead the next group).
             mine = self._queue.index(slot) + 1
             take = max(mine, min(len(self._queue), self._max_group))
             group, self._queue = self._queue[:take], self._queue[take:]
+            self._last_group_size = len(group)
         try:
             self._run(group)
         finally:
@@ -67,6 +90,14 @@ class GroupCommitter(Generic[RecordT, ResultT]):
                 self._committing = False
                 self._cond.notify_all()
         return self._outcome(slot)
+
+    def _gather(self) -> None:
+        # Holding the lock, as the new leader: let the records on their way join the group.
+        deadline = time.monotonic() + self._gather_max_s
+        while len(self._queue) < self._max_group:
+            remaining = deadline - time.monotonic()
+            if remaining <= 0 or not self._arrival.wait(min(self._gather_quiet_s, remaining)):
+                return
 
     def _run(self, group: list[_Slot[RecordT, ResultT]]) -> None:
         try:

@@ -1,4 +1,5 @@
-"""Group commit: whoever leads a group always commits its own record."""
+"""Group commit: whoever leads a group always commits its own record; under load a new
+leader gathers the records on their way."""
 
 from __future__ import annotations
 
@@ -19,8 +20,8 @@ class _HoldingBack(threading.Condition):
     queued last is the one that takes the lead.
     """
 
-    def __init__(self) -> None:
-        super().__init__()
+    def __init__(self, lock: threading.Lock) -> None:
+        super().__init__(lock)
         self.gate = threading.Event()
 
     def wait(self, timeout: float | None = None) -> bool:
@@ -54,7 +55,7 @@ def test_a_leader_queued_past_max_group_commits_its_own_record() -> None:
         return [r * 10 for r in records]
 
     committer: GroupCommitter[int, int] = GroupCommitter(commit, max_group=2)
-    cond = _HoldingBack()
+    cond = _HoldingBack(committer._lock)
     committer._cond = cond
     answers: dict[int, int | BaseException] = {}
 
@@ -87,3 +88,45 @@ def test_a_leader_queued_past_max_group_commits_its_own_record() -> None:
     assert answers == {0: 0, 1: 10, 2: 20, 3: 30}
     # The late leader took the records queued before its own, its own included.
     assert committed == [[0], [1, 2, 3]]
+
+
+def test_under_load_a_new_leader_waits_for_the_records_on_their_way() -> None:
+    committed: list[list[int]] = []
+    first_commit_running = threading.Event()
+    finish_first_commit = threading.Event()
+
+    def commit(records: Sequence[int]) -> list[int]:
+        committed.append(list(records))
+        if records == [0]:
+            first_commit_running.set()
+            assert finish_first_commit.wait(WAIT_S)
+        return [r * 10 for r in records]
+
+    # Gathering ends at max_group here, so the test never waits out the quiet time.
+    committer: GroupCommitter[int, int] = GroupCommitter(
+        commit, max_group=2, gather_quiet_s=WAIT_S, gather_max_s=WAIT_S
+    )
+    answers: dict[int, int] = {}
+
+    def start(value: int) -> threading.Thread:
+        thread = threading.Thread(target=lambda: answers.update({value: committer.submit(value)}))
+        thread.start()
+        return thread
+
+    # Load: two records queue while [0] commits, and commit together as a group of two.
+    threads = [start(0)]
+    assert first_commit_running.wait(WAIT_S)
+    threads += [start(1), start(2)]
+    _wait_until(lambda: len(committer._queue) == 2)
+    finish_first_commit.set()
+    _wait_until(lambda: committed[-1:] == [[1, 2]] and not committer._committing)
+    # The next leader arrives alone; a record arriving after it joins its group, where
+    # without gathering the leader would already have committed [3] by itself.
+    threads.append(start(3))
+    _wait_until(lambda: committer._committing)
+    threads.append(start(4))
+    for thread in threads:
+        thread.join(WAIT_S)
+
+    assert answers == {0: 0, 1: 10, 2: 20, 3: 30, 4: 40}
+    assert committed == [[0], [1, 2], [3, 4]]
