@@ -6,11 +6,15 @@ secrets are never among them. `configure` is called once by the CLI entry points
 
 from __future__ import annotations
 
+import contextlib
 import json
 import logging
 import os
 import re
 import sys
+import threading
+import time
+import weakref
 from datetime import UTC, datetime
 from typing import Any
 
@@ -64,15 +68,41 @@ def _plain(value: Any) -> str:
     return json.dumps(text, ensure_ascii=False) if " " in text or '"' in text or not text else text
 
 
-class LineHandler(logging.StreamHandler):  # type: ignore[type-arg]
-    """Formats each record outside the handler lock, then writes the line in one go.
+# Lines waiting for the background write before the writing thread is made to wait for
+# none: if the writer falls this far behind, a logging thread writes the batch itself.
+_MAX_PENDING_LINES = 1000
 
-    The stock handler formats and writes under one lock per handler, so with a log line
-    per request the receiver's threads queued behind each other's formatting (the ingest
-    profile showed the lock's release among its costliest calls). Only the write is
-    locked here: a line longer than a pipe's atomic write (4 KiB) must not be torn by
-    another thread's line.
+
+class LineHandler(logging.StreamHandler):  # type: ignore[type-arg]
+    """Writes each record as one line, formatted outside any lock; INFO and below in batches.
+
+    The receiver logs a line per request. Writing it from the request thread cost 350 µs
+    of CPU per request under the ingest benchmark's load (a quarter of the receiver's
+    CPU) against 40 µs in a single-thread loop: `os.write` releases the GIL, and under
+    load every release hands it to another thread and back. So a record below WARNING
+    only joins a list; a background thread writes what has gathered every
+    `flush_interval_s` in one write. A WARNING or worse is written at once, after the
+    lines pending before it (order is kept). Pending lines are written by `flush`, which
+    logging's own exit hook calls, and before the process forks; a process killed with
+    SIGKILL loses at most the last `flush_interval_s` of INFO lines.
+
+    Only the write is locked: a line longer than a pipe's atomic write (4 KiB) must not be
+    torn by another thread's line.
     """
+
+    def __init__(self, stream: Any = None, *, flush_interval_s: float = 0.1) -> None:
+        super().__init__(stream)
+        self._flush_interval_s = flush_interval_s
+        self._reset_pending()
+        _LINE_HANDLERS.add(self)
+
+    def _reset_pending(self) -> None:
+        # Also in a forked child: the parent's writing thread did not survive the fork,
+        # and its lock may have been held at that moment.
+        self._pending: list[bytes] = []
+        self._pending_lock = threading.Lock()
+        self._has_pending = threading.Event()
+        self._writer_started = False
 
     def handle(self, record: logging.LogRecord) -> bool:
         if not self.filter(record):
@@ -85,12 +115,71 @@ class LineHandler(logging.StreamHandler):  # type: ignore[type-arg]
             return True
         try:
             data = (self.format(record) + self.terminator).encode("utf-8", "backslashreplace")
-            with self.lock:
-                while data:
-                    data = data[os.write(fd, data) :]
+            if record.levelno >= logging.WARNING:
+                with self.lock:
+                    _write(fd, [*self._take_pending(), data])
+                return True
+            with self._pending_lock:
+                self._pending.append(data)
+                backlog = len(self._pending) >= _MAX_PENDING_LINES
+                start_writer = not self._writer_started
+                self._writer_started = True
+            if start_writer:
+                threading.Thread(target=self._write_batches, name="log-writer", daemon=True).start()
+            if backlog:
+                self.flush()
+            else:
+                self._has_pending.set()
         except Exception:
             self.handleError(record)
         return True
+
+    def flush(self) -> None:
+        """Write the pending lines now."""
+        with self.lock:
+            pending = self._take_pending()
+            if pending:
+                _write(self.stream.fileno(), pending)
+            super().flush()
+
+    def _take_pending(self) -> list[bytes]:
+        with self._pending_lock:
+            pending, self._pending = self._pending, []
+            self._has_pending.clear()
+        return pending
+
+    def _write_batches(self) -> None:
+        while True:
+            self._has_pending.wait()
+            time.sleep(self._flush_interval_s)  # let a batch gather
+            try:
+                self.flush()
+            except (OSError, ValueError):  # the stream was closed: nowhere left to write
+                return
+
+
+def _write(fd: int, lines: list[bytes]) -> None:
+    data = b"".join(lines)
+    while data:
+        data = data[os.write(fd, data) :]
+
+
+_LINE_HANDLERS: weakref.WeakSet[LineHandler] = weakref.WeakSet()
+
+
+def _flush_before_fork() -> None:
+    # Otherwise the child would inherit the parent's pending lines and write them twice.
+    for handler in list(_LINE_HANDLERS):
+        with contextlib.suppress(OSError, ValueError):
+            handler.flush()
+
+
+def _reset_in_child() -> None:
+    for handler in list(_LINE_HANDLERS):
+        handler._reset_pending()
+
+
+os.register_at_fork(before=_flush_before_fork, after_in_child=_reset_in_child)
 
 
 def configure(level: str = "INFO", json_lines: bool = True) -> None:

@@ -1,4 +1,5 @@
-"""JSON log lines and the handler that writes them (one `write` per line, no handler lock)."""
+"""JSON log lines and the handler that writes them: whole lines, never torn, formatted
+outside the lock; INFO lines in batches from a background thread, WARNING at once."""
 
 from __future__ import annotations
 
@@ -6,6 +7,8 @@ import io
 import json
 import logging
 import os
+import subprocess
+import sys
 import threading
 import time
 from collections.abc import Iterator
@@ -25,8 +28,8 @@ def logger() -> Iterator[logging.Logger]:
     log.handlers.clear()
 
 
-def attach(log: logging.Logger, stream: object) -> LineHandler:
-    handler = LineHandler(stream)  # type: ignore[arg-type]
+def attach(log: logging.Logger, stream: object, flush_interval_s: float = 0.1) -> LineHandler:
+    handler = LineHandler(stream, flush_interval_s=flush_interval_s)
     handler.setFormatter(JsonFormatter())
     log.addHandler(handler)
     return handler
@@ -35,8 +38,9 @@ def attach(log: logging.Logger, stream: object) -> LineHandler:
 def test_a_record_is_one_json_line_with_its_fields(logger: logging.Logger, tmp_path: Path) -> None:
     path = tmp_path / "log"
     with path.open("w") as stream:
-        attach(logger, stream)
+        handler = attach(logger, stream)
         logger.info("POST %s %s", "/webhooks/gitleads", 200, extra=fields(event_id="evt_1"))
+        handler.flush()
 
     (line,) = path.read_text().splitlines()
     record = json.loads(line)
@@ -75,12 +79,13 @@ def test_lines_from_many_threads_are_never_interleaved(
             logger.info("line", extra=fields(thread=thread, n=n, padding=padding))
 
     with path.open("w") as stream:
-        attach(logger, stream)
+        handler = attach(logger, stream)
         workers = [threading.Thread(target=write_lines, args=(t,)) for t in range(threads)]
         for worker in workers:
             worker.start()
         for worker in workers:
             worker.join(timeout=60)
+        handler.flush()
 
     records = [json.loads(line) for line in path.read_text().splitlines()]
     assert sorted((r["thread"], r["n"]) for r in records) == [
@@ -104,7 +109,7 @@ def test_long_lines_through_a_slow_pipe_are_never_torn(logger: logging.Logger) -
     reader.start()
     threads, per_thread = 4, 10
     with os.fdopen(write_end, "w") as stream:
-        attach(logger, stream)
+        handler = attach(logger, stream)
         workers = [
             threading.Thread(
                 target=lambda t=t: [
@@ -118,6 +123,7 @@ def test_long_lines_through_a_slow_pipe_are_never_torn(logger: logging.Logger) -
             worker.start()
         for worker in workers:
             worker.join(timeout=60)
+        handler.flush()
     reader.join(timeout=60)
 
     records = [json.loads(line) for line in received.decode().splitlines()]
@@ -147,3 +153,66 @@ def test_records_below_the_level_are_not_written(logger: logging.Logger, tmp_pat
         logger.warning("loud")
 
     assert [json.loads(line)["msg"] for line in path.read_text().splitlines()] == ["loud"]
+
+
+def messages(path: Path) -> list[str]:
+    return [json.loads(line)["msg"] for line in path.read_text().splitlines()]
+
+
+def test_info_lines_wait_for_the_batch_and_a_warning_writes_them_first(
+    logger: logging.Logger, tmp_path: Path
+) -> None:
+    path = tmp_path / "log"
+    with path.open("w") as stream:
+        # A batch interval no test outlasts: only the warning and flush can write here.
+        handler = attach(logger, stream, flush_interval_s=3600)
+        logger.info("first")
+        logger.info("second")
+        assert messages(path) == []  # not written by the logging thread
+        logger.warning("third")
+        assert messages(path) == ["first", "second", "third"]
+        logger.info("fourth")
+        assert messages(path) == ["first", "second", "third"]
+        handler.flush()
+        assert messages(path) == ["first", "second", "third", "fourth"]
+
+
+def test_the_background_thread_writes_a_batch(logger: logging.Logger, tmp_path: Path) -> None:
+    path = tmp_path / "log"
+    with path.open("w") as stream:
+        attach(logger, stream, flush_interval_s=0.01)
+        logger.info("batched")
+        deadline = time.monotonic() + 10
+        while messages(path) != ["batched"]:
+            assert time.monotonic() < deadline, "the batch was never written"
+            time.sleep(0.01)
+
+
+def run_python(code: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, timeout=60, check=True
+    )
+
+
+def test_pending_lines_are_written_when_the_process_exits() -> None:
+    result = run_python(
+        "import logging; from leadrelay.core import logs; logs.configure('INFO');"
+        "[logging.getLogger('t').info('line %d', n) for n in range(3)]"
+    )
+    assert [json.loads(line)["msg"] for line in result.stderr.splitlines()] == [
+        "line 0",
+        "line 1",
+        "line 2",
+    ]
+
+
+def test_a_forked_child_never_writes_its_parents_pending_lines() -> None:
+    result = run_python(
+        "import logging, os; from leadrelay.core import logs; logs.configure('INFO');"
+        "log = logging.getLogger('t'); log.info('parent');"
+        "pid = os.fork();\n"
+        "if pid == 0:\n    log.info('child'); logging.shutdown(); os._exit(0)\n"
+        "os.waitpid(pid, 0)"
+    )
+    lines = sorted(json.loads(line)["msg"] for line in result.stderr.splitlines())
+    assert lines == ["child", "parent"]

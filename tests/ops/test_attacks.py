@@ -20,7 +20,13 @@ import pytest
 import requests
 
 from tests.conftest import SECRETS
-from tests.ops.helpers import SECRET, gitleads_payload, sqlite_counts, sqlite_readonly
+from tests.ops.helpers import (
+    SECRET,
+    gitleads_payload,
+    sqlite_counts,
+    sqlite_readonly,
+    wait_until,
+)
 from tests.process import (
     ServeProcess,
     ServerProcess,
@@ -329,6 +335,12 @@ def test_an_alias_bomb_is_refused_with_a_clear_error(tmp_path: Path) -> None:
 def test_a_path_cannot_forge_a_log_line(running: Running) -> None:
     marker = "FORGED-7781"
     requests.get(running.server.url(f"/nothing%0A{marker}%20INFO%20ok"), timeout=10)
+    # Request lines are written in batches (core/logs.py): wait for this one's.
+    wait_until(
+        lambda: marker in running.server.stderr_text(),
+        timeout=10,
+        message="the request's log line was never written",
+    )
     lines = running.server.stderr_text().splitlines()
     assert not any(line.startswith(marker) for line in lines)
     assert any(marker in line for line in lines)  # logged, on its request's own line
