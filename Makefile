@@ -6,6 +6,11 @@ CONFIG ?= examples/connectors.yaml
 HOST ?= 127.0.0.1
 PORT ?= 8000
 
+# Two pytest processes, a test file each at a time (module fixtures start once per file):
+# the suite waits on servers and subprocesses much of its time, and this keeps it well
+# under 10 minutes on 2 cores. `make test PYTEST_WORKERS=` runs it in one process.
+PYTEST_WORKERS ?= -n 2 --dist loadfile
+
 .PHONY: run test test-slow bench lint fmt clean
 
 $(BIN)/python:
@@ -29,7 +34,7 @@ run: $(VENV)/.installed
 
 test: $(VENV)/.installed-dev
 	$(BIN)/lint-imports
-	$(BIN)/python -m pytest -m "not slow and not bench" $(PYTEST_ARGS)
+	$(BIN)/python -m pytest -m "not slow and not bench" $(PYTEST_WORKERS) $(PYTEST_ARGS)
 
 test-slow: $(VENV)/.installed-dev
 	$(BIN)/python -m pytest -m slow $(PYTEST_ARGS)
