@@ -42,19 +42,25 @@ def _wait_until(condition: Any) -> None:
         time.sleep(0.001)
 
 
-def test_a_leader_queued_past_max_group_commits_its_own_record() -> None:
-    committed: list[list[int]] = []
-    first_commit_running = threading.Event()
-    finish_first_commit = threading.Event()
+class _HeldFirstCommit:
+    """A commit function that records each group and holds the group [0] until released."""
 
-    def commit(records: Sequence[int]) -> list[int]:
-        committed.append(list(records))
+    def __init__(self) -> None:
+        self.committed: list[list[int]] = []
+        self.first_running = threading.Event()
+        self.finish_first = threading.Event()
+
+    def __call__(self, records: Sequence[int]) -> list[int]:
+        self.committed.append(list(records))
         if records == [0]:
-            first_commit_running.set()
-            assert finish_first_commit.wait(WAIT_S)
+            self.first_running.set()
+            assert self.finish_first.wait(WAIT_S)
         return [r * 10 for r in records]
 
-    committer: GroupCommitter[int, int] = GroupCommitter(commit, max_group=2)
+
+def test_a_leader_queued_past_max_group_commits_its_own_record() -> None:
+    commits = _HeldFirstCommit()
+    committer: GroupCommitter[int, int] = GroupCommitter(commits, max_group=2)
     cond = _HoldingBack(committer._lock)
     committer._cond = cond
     answers: dict[int, int | BaseException] = {}
@@ -71,7 +77,7 @@ def test_a_leader_queued_past_max_group_commits_its_own_record() -> None:
         return thread
 
     leader = start("leader", 0)
-    assert first_commit_running.wait(WAIT_S)
+    assert commits.first_running.wait(WAIT_S)
     early = [start("early-1", 1)]
     _wait_until(lambda: len(committer._queue) == 1)
     early.append(start("early-2", 2))
@@ -79,7 +85,7 @@ def test_a_leader_queued_past_max_group_commits_its_own_record() -> None:
     # Third in the queue, past max_group: it leads the next group.
     late = start("late", 3)
     _wait_until(lambda: len(committer._queue) == 3)
-    finish_first_commit.set()
+    commits.finish_first.set()
     late.join(WAIT_S)
     cond.gate.set()
     for thread in (leader, *early):
@@ -87,24 +93,14 @@ def test_a_leader_queued_past_max_group_commits_its_own_record() -> None:
 
     assert answers == {0: 0, 1: 10, 2: 20, 3: 30}
     # The late leader took the records queued before its own, its own included.
-    assert committed == [[0], [1, 2, 3]]
+    assert commits.committed == [[0], [1, 2, 3]]
 
 
 def test_under_load_a_new_leader_waits_for_the_records_on_their_way() -> None:
-    committed: list[list[int]] = []
-    first_commit_running = threading.Event()
-    finish_first_commit = threading.Event()
-
-    def commit(records: Sequence[int]) -> list[int]:
-        committed.append(list(records))
-        if records == [0]:
-            first_commit_running.set()
-            assert finish_first_commit.wait(WAIT_S)
-        return [r * 10 for r in records]
-
+    commits = _HeldFirstCommit()
     # Gathering ends at max_group here, so the test never waits out the quiet time.
     committer: GroupCommitter[int, int] = GroupCommitter(
-        commit, max_group=2, gather_quiet_s=WAIT_S, gather_max_s=WAIT_S
+        commits, max_group=2, gather_quiet_s=WAIT_S, gather_max_s=WAIT_S
     )
     answers: dict[int, int] = {}
 
@@ -115,11 +111,11 @@ def test_under_load_a_new_leader_waits_for_the_records_on_their_way() -> None:
 
     # Load: two records queue while [0] commits, and commit together as a group of two.
     threads = [start(0)]
-    assert first_commit_running.wait(WAIT_S)
+    assert commits.first_running.wait(WAIT_S)
     threads += [start(1), start(2)]
     _wait_until(lambda: len(committer._queue) == 2)
-    finish_first_commit.set()
-    _wait_until(lambda: committed[-1:] == [[1, 2]] and not committer._committing)
+    commits.finish_first.set()
+    _wait_until(lambda: commits.committed[-1:] == [[1, 2]] and not committer._committing)
     # The next leader arrives alone; a record arriving after it joins its group, where
     # without gathering the leader would already have committed [3] by itself.
     threads.append(start(3))
@@ -129,4 +125,4 @@ def test_under_load_a_new_leader_waits_for_the_records_on_their_way() -> None:
         thread.join(WAIT_S)
 
     assert answers == {0: 0, 1: 10, 2: 20, 3: 30, 4: 40}
-    assert committed == [[0], [1, 2], [3, 4]]
+    assert commits.committed == [[0], [1, 2], [3, 4]]
