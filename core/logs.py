@@ -125,7 +125,7 @@ class LineHandler(logging.StreamHandler):  # type: ignore[type-arg]
                 start_writer = not self._writer_started
                 self._writer_started = True
             if start_writer:
-                threading.Thread(target=self._write_batches, name="log-writer", daemon=True).start()
+                self._start_writer()
             if backlog:
                 self.flush()
             else:
@@ -148,14 +148,27 @@ class LineHandler(logging.StreamHandler):  # type: ignore[type-arg]
             self._has_pending.clear()
         return pending
 
+    def _start_writer(self) -> None:
+        try:
+            threading.Thread(target=self._write_batches, name="log-writer", daemon=True).start()
+        except RuntimeError:  # no thread to be had (interpreter shutdown): write now
+            with self._pending_lock:
+                self._writer_started = False
+            self.flush()
+
     def _write_batches(self) -> None:
         while True:
             self._has_pending.wait()
             time.sleep(self._flush_interval_s)  # let a batch gather
             try:
                 self.flush()
-            except (OSError, ValueError):  # the stream was closed: nowhere left to write
-                return
+            except Exception:
+                # The batch is lost (a full pipe, a full disk), the next one may not be;
+                # only a closed stream ends the writer.
+                if getattr(self.stream, "closed", False):
+                    with self._pending_lock:
+                        self._writer_started = False
+                    return
 
 
 def _write(fd: int, lines: list[bytes]) -> None:

@@ -244,6 +244,16 @@ def _sha256(data: bytes) -> str:
     return hashlib.sha256(data).hexdigest()
 
 
+def http_error(exc: HTTPException) -> tuple[int, dict[str, str]]:
+    """A Werkzeug HTTP error as the receiver's JSON answer."""
+    code = {
+        404: "not_found",
+        405: "method_not_allowed",
+        413: "payload_too_large",
+    }.get(exc.code or 500, "http_error")
+    return exc.code or 500, error_body(code, exc.description or code)
+
+
 def log_request(
     method: str, path: str, status: int, started: float, log_fields: dict[str, Any]
 ) -> None:
@@ -315,6 +325,8 @@ class WebhookEndpoint:
                 status, body = 413, error_body("payload_too_large", f"body exceeds {limit} bytes")
             except ApiError as exc:
                 status, body = exc.status, error_body(exc.code, exc.message)
+            except HTTPException as exc:  # a body shorter than its length (ClientDisconnected)
+                status, body = http_error(exc)
         answer = body.get("status") or body["error"]
         log_fields["answer"] = answer
         metrics.WEBHOOKS.labels(source if source in config.sources else "<unknown>", answer).inc()
@@ -403,12 +415,7 @@ def create_app(config: ReceiverConfig, store: Store) -> Flask:
 
     @app.errorhandler(HTTPException)
     def _http_error(exc: HTTPException) -> Response:
-        code = {
-            404: "not_found",
-            405: "method_not_allowed",
-            413: "payload_too_large",
-        }.get(exc.code or 500, "http_error")
-        return error_response(exc.code or 500, code, exc.description or code)
+        return json_response(*http_error(exc))
 
     @app.errorhandler(Exception)
     def _unexpected(exc: Exception) -> Response:

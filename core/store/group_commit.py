@@ -12,9 +12,10 @@ group costs less a record. In-process, SQLite, CPU per record: 1,265 µs for a g
 one, 752 µs for four, 433 µs for sixteen. Under load a new leader therefore gathers
 first: while records keep arriving (none for `gather_quiet_s` ends it) and for at most
 `gather_max_s`, it waits before taking the queue. It gathers only when the group before
-was more than one record, so a lone request on an idle server commits at once. Measured
-under the ingest benchmark's load (A/B/A/B): groups of 4.0 → 6.6 records, CPU per event
--10%, accepted/s +15 to 25%, p99 lower (benchmarks/README.md).
+was more than one record and ended under `gather_max_s` ago, so a lone request on an
+idle server commits at once. Measured under the ingest benchmark's load (A/B/A/B):
+groups of 4.0 → 6.6 records, CPU per event -10%, accepted/s +15 to 25%, p99 lower
+(benchmarks/README.md).
 """
 
 from __future__ import annotations
@@ -63,7 +64,7 @@ class GroupCommitter(Generic[RecordT, ResultT]):
         self._arrival = threading.Condition(self._lock)
         self._queue: list[_Slot[RecordT, ResultT]] = []
         self._committing = False
-        self._last_group_size = 0
+        self._last_group = (0, 0.0)  # size, monotonic end
 
     def submit(self, record: RecordT) -> ResultT:
         slot: _Slot[RecordT, ResultT] = _Slot(record)
@@ -75,21 +76,32 @@ class GroupCommitter(Generic[RecordT, ResultT]):
             if slot.done:
                 return self._outcome(slot)
             self._committing = True
-            if self._last_group_size > 1:
-                self._gather()
+            try:
+                if self._under_load():
+                    self._gather()
+            except BaseException:  # interrupted while waiting: its caller gets no answer
+                self._queue.remove(slot)
+                self._committing = False
+                self._cond.notify_all()
+                raise
             # Take this slot and the ones queued before it (bounded, so one group's
             # statement stays a sane size; the rest lead the next group).
             mine = self._queue.index(slot) + 1
             take = max(mine, min(len(self._queue), self._max_group))
             group, self._queue = self._queue[:take], self._queue[take:]
-            self._last_group_size = len(group)
         try:
             self._run(group)
         finally:
             with self._cond:
+                self._last_group = (len(group), time.monotonic())
                 self._committing = False
                 self._cond.notify_all()
         return self._outcome(slot)
+
+    def _under_load(self) -> bool:
+        # The group before had company and ended moments ago: more records are coming.
+        size, ended_at = self._last_group
+        return size > 1 and time.monotonic() - ended_at < self._gather_max_s
 
     def _gather(self) -> None:
         # Holding the lock, as the new leader: let the records on their way join the group.

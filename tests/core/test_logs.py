@@ -216,3 +216,36 @@ def test_a_forked_child_never_writes_its_parents_pending_lines() -> None:
     )
     lines = sorted(json.loads(line)["msg"] for line in result.stderr.splitlines())
     assert lines == ["child", "parent"]
+
+
+def test_the_background_writer_outlives_a_failed_write(logger: logging.Logger) -> None:
+    # A full non-blocking pipe refuses a batch (EAGAIN); later batches still go out.
+    read_end, write_end = os.pipe()
+    os.set_blocking(write_end, False)
+    try:
+        while True:
+            os.write(write_end, b"x" * 65536)
+    except BlockingIOError:
+        pass
+    with os.fdopen(write_end, "w") as stream, os.fdopen(read_end, "rb", buffering=0) as pipe:
+        handler = attach(logger, stream, flush_interval_s=0.01)
+        logger.info("refused")
+        deadline = time.monotonic() + 10
+        while handler._pending:
+            assert time.monotonic() < deadline, "the refused batch was never tried"
+            time.sleep(0.01)
+        os.set_blocking(read_end, False)
+        while True:  # drain the pipe
+            try:
+                if not pipe.read(65536):
+                    break
+            except BlockingIOError:
+                break
+        logger.info("later")
+        received = b""
+        while b"later" not in received:
+            assert time.monotonic() < deadline, "the writer stopped after a failed write"
+            try:
+                received += pipe.read(65536) or b""
+            except BlockingIOError:
+                time.sleep(0.01)

@@ -644,6 +644,26 @@ def test_unexpected_failure_is_a_json_500_without_internals(
     assert "Traceback" not in response.get_data(as_text=True)
 
 
+def test_a_body_shorter_than_its_length_is_a_json_400_and_nothing_is_stored(
+    tmp_path: Path,
+) -> None:
+    # The client went away mid-body: Werkzeug's ClientDisconnected, never a 500.
+    url = f"sqlite:///{tmp_path / 'leadrelay.db'}"
+    store = migrated_store(url)
+    client = flask_client(url, tmp_path)
+    body = gitleads_body(unique())
+
+    response = client.post(
+        "/webhooks/gitleads",
+        data=body,
+        headers=signed_headers("gitleads", body),
+        environ_overrides={"CONTENT_LENGTH": str(len(body) + 100)},
+    )
+
+    assert_flask_json_error(response, 400, "http_error")
+    assert store.list_events(EventFilter()) == []
+
+
 # -- process only: a real socket and a real server ------------------------------------------
 
 
