@@ -324,7 +324,7 @@ class CsvConnector(Connector[CsvOptions]):
                 row = build_row(event, columns, self.options.escape_formulas)
                 writer.writerow([row[c] for c in columns])
                 written.add(event.event_id)
-                outcomes.append(Delivered(f"appended to {self.path.name}"))
+                outcomes.append(Delivered(f"appended to {self.path.name}", request=row))
             if not written:
                 return outcomes
             data = writer_buffer.getvalue().encode("utf-8")

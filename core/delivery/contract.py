@@ -8,8 +8,8 @@ in order; it decides what each outcome means for the schedule.
 from __future__ import annotations
 
 from abc import ABC, abstractmethod
-from collections.abc import Sequence
-from dataclasses import dataclass
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
 from typing import Any, ClassVar, Generic, Literal, TypeVar
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator
@@ -21,9 +21,15 @@ from leadrelay.core.schema import LEAD_EVENT_TYPES, EventType, Lead, LeadEvent
 
 @dataclass(frozen=True)
 class Delivered:
-    """The destination has the event (created, updated, or already had it)."""
+    """The destination has the event (created, updated, or already had it).
+
+    `request`: what `send` transmitted for this event, as `preview` shows it, when the
+    connector has it at hand. The worker keeps it on the attempt; without it the worker
+    builds the preview a second time (on the CSV sink that was 18% of its CPU).
+    """
 
     message: str = ""
+    request: Mapping[str, Any] | None = field(default=None, compare=False)
 
 
 @dataclass(frozen=True)

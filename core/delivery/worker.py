@@ -193,7 +193,7 @@ class Worker:
                 ),
                 request=None
                 if isinstance(outcome, Skipped)
-                else _request_sent(connector, delivery),
+                else _request_sent(connector, delivery, outcome),
             )
             for delivery, outcome in sent
         ]
@@ -576,12 +576,15 @@ def _advance(newest: dict[str, NewestDelivered], delivery: ClaimedDelivery) -> N
 _MAX_REQUEST_CHARS = 64 * 1024
 
 
-def _request_sent(connector: Connector, delivery: ClaimedDelivery) -> str | None:
+def _request_sent(connector: Connector, delivery: ClaimedDelivery, outcome: Outcome) -> str | None:
     """The request the connector built for the event, as its preview shows it (the
-    contract: exactly what `send` transmits, secrets masked), kept on the attempt."""
-    try:
-        preview = connector.preview(delivery.event)
-    except Exception:  # a copy for reading must never fail the delivery it describes
-        log.exception("connector preview raised", extra=fields(connector=connector.name))
-        return None
+    contract: exactly what `send` transmits, secrets masked), kept on the attempt: the
+    one `send` handed back with its outcome, else the preview built again now."""
+    preview = outcome.request if isinstance(outcome, Delivered) else None
+    if preview is None:
+        try:
+            preview = connector.preview(delivery.event)
+        except Exception:  # a copy for reading must never fail the delivery it describes
+            log.exception("connector preview raised", extra=fields(connector=connector.name))
+            return None
     return json.dumps(preview, ensure_ascii=False, default=str)[:_MAX_REQUEST_CHARS]

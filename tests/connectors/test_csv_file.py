@@ -193,6 +193,20 @@ def test_duplicate_event_ids_are_written_once(tmp_path: Path) -> None:
     assert len(data_rows(path)) == 2
 
 
+def test_each_appended_row_comes_back_as_its_events_request(tmp_path: Path) -> None:
+    # The worker keeps it on the attempt instead of building the preview again.
+    path = tmp_path / "leads.csv"
+    connector = csv_connector(path)
+    events = [make_event(), make_event()]
+
+    outcomes = connector.send(events)
+
+    assert [o.request for o in outcomes if isinstance(o, Delivered)] == [
+        connector.preview(event) for event in events
+    ]
+    assert [dict(o.request or {}) for o in outcomes] == data_rows(path)
+
+
 def test_rows_appended_by_another_instance_are_seen(tmp_path: Path) -> None:
     path = tmp_path / "leads.csv"
     mine, theirs = csv_connector(path), csv_connector(path)

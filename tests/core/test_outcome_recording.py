@@ -2,15 +2,20 @@
 
 from __future__ import annotations
 
+import csv
+import json
 import logging
 from collections.abc import Iterator, Sequence
 from datetime import datetime, timedelta
+from pathlib import Path
 
 import pytest
 from sqlalchemy import select
 
+from leadrelay.connectors.csv_file import CsvConnector
 from leadrelay.core.delivery import worker as worker_module
 from leadrelay.core.delivery.worker import Worker
+from leadrelay.core.ingest.receiver import create_app
 from leadrelay.core.store.store import (
     DeliveryFilter,
     DeliveryUpdate,
@@ -19,7 +24,13 @@ from leadrelay.core.store.store import (
     utcnow,
 )
 from leadrelay.core.store.tables import deliveries
-from tests.conftest import gitleads_body, make_config, migrated_store, request_record
+from tests.conftest import (
+    gitleads_body,
+    make_config,
+    migrated_store,
+    request_record,
+    signed_headers,
+)
 from tests.recording import RecordingConnector
 
 
@@ -91,3 +102,31 @@ def test_an_outage_longer_than_the_retries_is_logged_and_leaves_the_lease(
     assert (row.status, row.attempts, row.lease_owner) == ("pending", 0, "w1")
     [listed] = store.list_deliveries(DeliveryFilter(event_id=event_id))
     assert store.attempts_of(listed["id"]) == []
+
+
+def test_the_request_send_hands_back_is_kept_without_building_the_preview_again(
+    sqlite_url: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    config = make_config(
+        sqlite_url, connectors={"archive": {"type": "csv", "path": str(tmp_path / "leads.csv")}}
+    )
+    store = migrated_store(sqlite_url)
+    body = gitleads_body(1)
+    event_id = (
+        create_app(config, store)
+        .test_client()
+        .post("/webhooks/gitleads", data=body, headers=signed_headers("gitleads", body))
+        .json["event_id"]
+    )
+
+    def no_second_preview(*_args: object) -> None:
+        raise AssertionError("the worker built the preview again")
+
+    monkeypatch.setattr(CsvConnector, "preview", no_second_preview)
+    assert Worker(config, store).run_once("archive") == 1
+
+    [delivery] = store.list_deliveries(DeliveryFilter(event_id=event_id))
+    [attempt] = store.attempts_of(delivery["id"])
+    [row] = csv.DictReader((tmp_path / "leads.csv").open(encoding="utf-8"))
+    assert json.loads(attempt["request"]) == row
+    store.close()
