@@ -17,7 +17,7 @@ import pytest
 from leadrelay.core.app.config import Config, parse_config
 from leadrelay.core.ingest.providers.base import ParseResult
 from leadrelay.core.ingest.providers.registry import available_providers, provider_for
-from leadrelay.core.ingest.receiver import record_for
+from leadrelay.core.ingest.receiver import create_app, record_for
 from leadrelay.core.logs import LineHandler
 from leadrelay.core.store.store import IncomingEvent, Store, utcnow
 from tests.plugins import write_distribution
@@ -145,6 +145,19 @@ def migrated_store(url: str) -> Store:
     store = Store(url)
     store.migrate()
     return store
+
+
+def accept_gitleads(config: Config, store: Store, n: int) -> str:
+    """GitLeads event `n` posted through the receiver (Flask test client): its event id."""
+    body = gitleads_body(n)
+    answer = (
+        create_app(config, store)
+        .test_client()
+        .post("/webhooks/gitleads", data=body, headers=signed_headers("gitleads", body))
+    )
+    assert answer.status_code == 200, answer.get_data(as_text=True)
+    event_id: str = answer.json["event_id"]
+    return event_id
 
 
 def fixture_body(provider: str, name: str) -> bytes:

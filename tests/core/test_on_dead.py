@@ -4,22 +4,14 @@ from __future__ import annotations
 
 from leadrelay.core.delivery.contract import Permanent, Retryable
 from leadrelay.core.delivery.worker import Worker
-from leadrelay.core.ingest.receiver import create_app
-from tests.conftest import gitleads_body, make_config, migrated_store, signed_headers
+from tests.conftest import accept_gitleads, make_config, migrated_store
 from tests.recording import RecordingConnector
 
 
 def _accept_one(sqlite_url: str, connectors: dict) -> tuple[Worker, str]:
     config = make_config(sqlite_url, connectors=connectors)
     store = migrated_store(sqlite_url)
-    body = gitleads_body(7)
-    answer = (
-        create_app(config, store)
-        .test_client()
-        .post("/webhooks/gitleads", data=body, headers=signed_headers("gitleads", body))
-    )
-    assert answer.status_code == 200
-    return Worker(config, store), answer.json["event_id"]
+    return Worker(config, store), accept_gitleads(config, store, 7)
 
 
 def test_permanent_failure_notifies_the_on_dead_connector(sqlite_url: str) -> None:

@@ -15,7 +15,6 @@ from sqlalchemy import select
 from leadrelay.connectors.csv_file import CsvConnector
 from leadrelay.core.delivery import worker as worker_module
 from leadrelay.core.delivery.worker import Worker
-from leadrelay.core.ingest.receiver import create_app
 from leadrelay.core.store.store import (
     DeliveryFilter,
     DeliveryUpdate,
@@ -25,11 +24,11 @@ from leadrelay.core.store.store import (
 )
 from leadrelay.core.store.tables import deliveries
 from tests.conftest import (
+    accept_gitleads,
     gitleads_body,
     make_config,
     migrated_store,
     request_record,
-    signed_headers,
 )
 from tests.recording import RecordingConnector
 
@@ -111,13 +110,7 @@ def test_the_request_send_hands_back_is_kept_without_building_the_preview_again(
         sqlite_url, connectors={"archive": {"type": "csv", "path": str(tmp_path / "leads.csv")}}
     )
     store = migrated_store(sqlite_url)
-    body = gitleads_body(1)
-    event_id = (
-        create_app(config, store)
-        .test_client()
-        .post("/webhooks/gitleads", data=body, headers=signed_headers("gitleads", body))
-        .json["event_id"]
-    )
+    event_id = accept_gitleads(config, store, 1)
 
     def no_second_preview(*_args: object) -> None:
         raise AssertionError("the worker built the preview again")
