@@ -24,11 +24,11 @@ from benchmarks.common import (
     SOURCE,
     BenchContext,
     ManagedProcess,
-    connectors_process,
     free_port,
     gitleads_body,
     gunicorn_process,
     running,
+    serve_process,
     session_cpu_s,
     signed_headers,
     sqlite_config,
@@ -64,20 +64,7 @@ def run(ctx: BenchContext) -> dict[str, Any]:
     config_path = _config(work)
     results: dict[str, Any] = {}
     port = free_port()
-    serve = connectors_process(
-        "attacks-serve",
-        work,
-        [
-            "serve",
-            "--config",
-            str(config_path),
-            "--host",
-            "127.0.0.1",
-            "--port",
-            str(port),
-            "--no-worker",
-        ],
-    )
+    serve = serve_process("attacks-serve", work, config_path, port, "--no-worker")
     with running(serve):
         serve.wait_http_ready(f"http://127.0.0.1:{port}/healthz")
         results["forged_1mib"] = {

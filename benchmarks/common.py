@@ -232,6 +232,14 @@ def connectors_process(name: str, work_dir: Path, args: Sequence[str]) -> Manage
     return ManagedProcess(name, argv, dict(os.environ), work_dir / f"{name}.log")
 
 
+def serve_process(
+    name: str, work_dir: Path, config_path: Path, port: int, *extra: str
+) -> ManagedProcess:
+    """`connectors serve` of `config_path` on 127.0.0.1:`port`, plus `extra` options."""
+    args = ["serve", "--config", str(config_path), "--host", "127.0.0.1", "--port", str(port)]
+    return connectors_process(name, work_dir, [*args, *extra])
+
+
 def write_config(path: Path, data: Mapping[str, Any]) -> Path:
     path.write_text(yaml.safe_dump(dict(data), sort_keys=False), encoding="utf-8")
     return path

@@ -13,9 +13,9 @@ from typing import Any
 
 from benchmarks.common import (
     BenchContext,
-    connectors_process,
     free_port,
     running,
+    serve_process,
 )
 from benchmarks.ingest import leadrelay_config
 from benchmarks.load import choose_loader, run_load
@@ -29,19 +29,7 @@ def run(ctx: BenchContext) -> dict[str, Any]:
     duration = ctx.seconds(FULL_DURATION_S)
     config_path, _db_path = leadrelay_config(work, "memory")
     port = free_port()
-    server = connectors_process(
-        "memory-serve",
-        work,
-        [
-            "serve",
-            "--config",
-            str(config_path),
-            "--host",
-            "127.0.0.1",
-            "--port",
-            str(port),
-        ],
-    )
+    server = serve_process("memory-serve", work, config_path, port)
     with running(server):
         server.wait_http_ready(f"http://127.0.0.1:{port}/readyz")
         idle = _memory(server.pid)
