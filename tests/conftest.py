@@ -117,6 +117,14 @@ def store_url(request: pytest.FixtureRequest) -> str:
     return request.getfixturevalue("postgres_url")
 
 
+@pytest.fixture
+def store(store_url: str) -> Iterator[Store]:
+    """A migrated store on SQLite and on PostgreSQL, closed after the test."""
+    store = migrated_store(store_url)
+    yield store
+    store.close()
+
+
 @pytest.fixture(autouse=True)
 def _reset_recording() -> Iterator[None]:
     RecordingConnector.reset()

@@ -5,17 +5,16 @@ from __future__ import annotations
 
 import threading
 from collections import Counter
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
 
-import pytest
 import requests
 
 from leadrelay.core.ingest.receiver import create_app
 from leadrelay.core.store.store import DeliveryFilter, EventFilter, Store
-from tests.conftest import config_dict, gitleads_body, make_config, migrated_store, signed_headers
+from tests.conftest import config_dict, gitleads_body, make_config, signed_headers
 from tests.process import ServeProcess, killed_after, write_config
 
 COPIES = 50
@@ -32,13 +31,6 @@ def run_at_once(count: int, send: Callable[[int], tuple[int, dict[str, Any]]]) -
 
     with ThreadPoolExecutor(max_workers=count) as pool:
         return list(pool.map(task, range(count)))
-
-
-@pytest.fixture
-def store(store_url: str) -> Iterator[Store]:
-    store = migrated_store(store_url)
-    yield store
-    store.close()
 
 
 def assert_stored_once(store: Store, answers: list[tuple[int, dict[str, Any]]]) -> None:

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import json
 import threading
-from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import replace
 from datetime import timedelta
@@ -30,13 +29,6 @@ from tests.factories import delivered_update, make_event
 from tests.lifecycles import LIFECYCLES, PERSON_KEYS
 
 TIMEOUT_S = 60
-
-
-@pytest.fixture
-def store(store_url: str) -> Iterator[Store]:
-    store = migrated_store(store_url)
-    yield store
-    store.close()
 
 
 @pytest.fixture

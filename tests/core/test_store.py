@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import threading
-from collections.abc import Iterator, Sequence
+from collections.abc import Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import replace
 from datetime import UTC, datetime, timedelta
@@ -30,13 +30,6 @@ from tests.factories import delivered_update
 RETENTION = timedelta(days=30)
 DEDUP_RETENTION = timedelta(days=365)
 TABLES = {"dedup_keys", "events", "deliveries", "attempts", "connector_state", "housekeeping"}
-
-
-@pytest.fixture
-def store(store_url: str) -> Iterator[Store]:
-    store = migrated_store(store_url)
-    yield store
-    store.close()
 
 
 @pytest.fixture

@@ -4,7 +4,6 @@ signature header is ever kept with an event."""
 from __future__ import annotations
 
 import json
-from collections.abc import Iterator
 from typing import Any
 
 import pytest
@@ -14,14 +13,7 @@ from sqlalchemy import select
 from leadrelay.core.ingest.receiver import create_app, storable_key
 from leadrelay.core.store.store import EventFilter, Store
 from leadrelay.core.store.tables import dedup_keys
-from tests.conftest import FIXTURES, make_config, migrated_store, signed_headers
-
-
-@pytest.fixture
-def store(store_url: str) -> Iterator[Store]:
-    store = migrated_store(store_url)
-    yield store
-    store.close()
+from tests.conftest import FIXTURES, make_config, signed_headers
 
 
 @pytest.fixture
