@@ -8,15 +8,13 @@ costs.
 
 from __future__ import annotations
 
-from collections.abc import Iterator, Sequence
-from contextlib import contextmanager
+from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
 
 from sqlalchemy import (
     ColumnElement,
-    Connection,
     and_,
     exists,
     func,
@@ -24,10 +22,9 @@ from sqlalchemy import (
     or_,
     select,
 )
-from sqlalchemy.exc import DBAPIError
 
 from leadrelay.core.store.queries import DELIVERY_LISTING, EVENT_LISTING
-from leadrelay.core.store.store import Store, StoreUnavailable
+from leadrelay.core.store.store import Store
 from leadrelay.core.store.tables import deliveries, events
 
 # Delivery states that are not finished (`waiting` is a pending delivery held for per-lead
@@ -52,18 +49,6 @@ _HOUR_SQL = {
     "sqlite": "strftime('%Y-%m-%d %H', events.received_at)",
     "postgresql": "to_char(date_trunc('hour', events.received_at), 'YYYY-MM-DD HH24')",
 }
-
-
-@contextmanager
-def _read(store: Store) -> Iterator[Connection]:
-    try:
-        with store.engine.connect() as conn:
-            conn = conn.execution_options(readonly=True)
-            with conn.begin():
-                yield conn
-    except DBAPIError as exc:
-        first_line = (str(exc.orig or exc).strip().splitlines() or [type(exc).__name__])[0]
-        raise StoreUnavailable(first_line) from exc
 
 
 def _no_index(column: ColumnElement[Any]) -> ColumnElement[Any]:
@@ -172,7 +157,7 @@ def search_events(store: Store, q: EventQuery) -> Page:
             ),
         )
     query = query.order_by(events.c.received_at.desc(), events.c.event_id.desc()).limit(q.limit + 1)
-    with _read(store) as conn:
+    with store._read() as conn:
         rows = [dict(row._mapping) for row in conn.execute(query)]
     more = len(rows) > q.limit
     rows = rows[: q.limit]
@@ -184,7 +169,7 @@ def events_by_ids(store: Store, event_ids: Sequence[str]) -> list[dict[str, Any]
     """Whole stored events (body, headers, normalized) for these ids."""
     if not event_ids:
         return []
-    with _read(store) as conn:
+    with store._read() as conn:
         rows = conn.execute(select(events).where(events.c.event_id.in_(list(event_ids))))
         return [dict(row._mapping) for row in rows]
 
@@ -210,7 +195,7 @@ def deliveries_page(
     if before_id is not None:
         query = query.where(deliveries.c.id < before_id)
     query = query.order_by(deliveries.c.id.desc()).limit(limit + 1)
-    with _read(store) as conn:
+    with store._read() as conn:
         rows = [dict(row._mapping) for row in conn.execute(query)]
     more = len(rows) > limit
     rows = rows[:limit]
@@ -220,7 +205,7 @@ def deliveries_page(
 def deliveries_by_ids(store: Store, ids: Sequence[int]) -> list[dict[str, Any]]:
     if not ids:
         return []
-    with _read(store) as conn:
+    with store._read() as conn:
         rows = conn.execute(
             select(
                 deliveries.c.id,
@@ -244,7 +229,7 @@ def event_counts_by_source(store: Store, since: datetime) -> dict[str, dict[str,
         .group_by(source, status)
     )
     counts: dict[str, dict[str, int]] = {}
-    with _read(store) as conn:
+    with store._read() as conn:
         for row in conn.execute(query):
             counts.setdefault(row.source, {})[row.status] = row.n
     return counts
@@ -261,7 +246,7 @@ def delivery_counts_by_connector(store: Store, since: datetime) -> dict[str, dic
         bucket[key] = bucket.get(key, 0) + n
 
     retried = (deliveries.c.attempts > 0).label("retried")
-    with _read(store) as conn:
+    with store._read() as conn:
         for row in conn.execute(
             select(deliveries.c.connector, deliveries.c.status, retried, func.count().label("n"))
             .where(deliveries.c.status.in_((*OPEN_STATUSES, "dead")))
@@ -290,6 +275,6 @@ def events_per_hour(store: Store, now: datetime, hours: int = 24) -> list[tuple[
         .where(events.c.received_at >= starts[0])
         .group_by(bucket)
     )
-    with _read(store) as conn:
+    with store._read() as conn:
         by_hour = {row.hour: row.n for row in conn.execute(query)}
     return [(start, by_hour.get(start.strftime("%Y-%m-%d %H"), 0)) for start in starts]
