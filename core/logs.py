@@ -68,8 +68,8 @@ def _plain(value: Any) -> str:
     return json.dumps(text, ensure_ascii=False) if " " in text or '"' in text or not text else text
 
 
-# Lines waiting for the background write before the writing thread is made to wait for
-# none: if the writer falls this far behind, a logging thread writes the batch itself.
+# Pending lines at most: if the background writer falls this far behind, the thread
+# that logs the next line writes the batch itself, so memory stays bounded.
 _MAX_PENDING_LINES = 1000
 
 
