@@ -293,11 +293,21 @@ def signed_headers(body: bytes) -> dict[str, str]:
 
 
 def sqlite_counts(db_path: Path) -> dict[str, Any]:
-    """Events and deliveries by status, read-only (never blocks the writers in WAL mode)."""
+    """Events (stored or still journaled) and deliveries by status, read-only (never
+    blocks the writers in WAL mode). `journaled`: acknowledged events not moved into the
+    tables yet (`core/store/inbox.py`); their deliveries do not exist yet."""
     with _readonly(db_path) as conn:
         events = dict(conn.execute("SELECT status, count(*) FROM events GROUP BY status"))
+        journaled = dict(conn.execute("SELECT status, count(*) FROM inbox GROUP BY status"))
         deliveries = dict(conn.execute("SELECT status, count(*) FROM deliveries GROUP BY status"))
-    return {"events": sum(events.values()), "event_status": events, "deliveries": deliveries}
+    for status, count in journaled.items():
+        events[status] = events.get(status, 0) + count
+    return {
+        "events": sum(events.values()),
+        "journaled": sum(journaled.values()),
+        "event_status": events,
+        "deliveries": deliveries,
+    }
 
 
 def require_all_accepted(counts: dict[str, Any]) -> None:
@@ -308,16 +318,25 @@ def require_all_accepted(counts: dict[str, Any]) -> None:
         raise BenchmarkError(f"events not accepted as leads: {others}")
 
 
-def pending_deliveries(db_path: Path) -> int:
+def backlog(db_path: Path) -> int:
+    """What is left to deliver: pending deliveries, and events journaled but not moved into
+    the tables yet (their deliveries are queued when they are)."""
     with _readonly(db_path) as conn:
         return int(
-            conn.execute("SELECT count(*) FROM deliveries WHERE status = 'pending'").fetchone()[0]
+            conn.execute(
+                "SELECT (SELECT count(*) FROM deliveries WHERE status = 'pending')"
+                " + (SELECT count(*) FROM inbox)"
+            ).fetchone()[0]
         )
 
 
 def stored_event_ids(db_path: Path) -> set[str]:
+    """Every committed event: moved into `events`, or still journaled in `inbox`."""
     with _readonly(db_path) as conn:
-        return {row[0] for row in conn.execute("SELECT event_id FROM events")}
+        return {
+            row[0]
+            for row in conn.execute("SELECT event_id FROM events UNION SELECT event_id FROM inbox")
+        }
 
 
 @contextmanager

@@ -192,6 +192,8 @@ def _leadrelay(
         "answered_2xx": result.ok,
         "answered_2xx_with_event_id": len(result.accepted_ids),
         "events_in_db": counts["events"],
+        # Acknowledged but not moved into the tables: no worker ran (`inbox.py`).
+        "events_journaled": counts["journaled"],
         "deliveries_in_db": sum(counts["deliveries"].values()),
         "missing_from_db": len(missing),
         "duplicates_sent": result.wrapped,

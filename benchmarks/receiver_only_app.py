@@ -15,13 +15,13 @@ import os
 from leadrelay.core import logs
 from leadrelay.core.app.config import load_config
 from leadrelay.core.ingest.receiver import create_app
-from leadrelay.core.store.store import IncomingEvent, IngestResult, Store, utcnow
+from leadrelay.core.store.store import IncomingEvent, IngestResult, Store
 
 
 class _NoCommitStore(Store):
     def submit(self, record: IncomingEvent) -> IngestResult:
-        # The rows a real submit binds in the request thread, then no commit.
-        self._rows.prepare(record, utcnow())
+        # The row a real submit binds in the request thread, then no commit.
+        self._inbox.entry(record)
         return IngestResult(event_id=record.event_id, duplicate=False)
 
 

@@ -1,9 +1,10 @@
 """2. Sustained: full-speed ingest while the in-process worker delivers to the CSV sink.
 
 The production server with its delivery worker on (LEADRELAY_WORKER=1) takes the same load
-as benchmark 1; the backlog (pending deliveries) is sampled throughout. The backlog saws up
-and down with the worker's batches of 500, so "does not grow" is judged by what is left
-when the load stops: the worker must clear it within a few seconds. The trend over the
+as benchmark 1; the backlog (pending deliveries, and events journaled but not moved in) is
+sampled throughout. The backlog saws up and down with the worker's batches of 500, so
+"does not grow" is judged by what is left when the load stops: the worker must clear it
+within a few seconds. The trend over the
 second half of the run (least squares) is reported beside it.
 
 CPU: the server's (master and workers, `/proc`) over the load, per accepted event, which
@@ -22,9 +23,9 @@ from typing import Any
 from benchmarks.common import (
     BenchContext,
     BenchmarkError,
+    backlog,
     free_port,
     gunicorn_process,
-    pending_deliveries,
     preload_events,
     require_all_accepted,
     running,
@@ -56,7 +57,7 @@ def run(ctx: BenchContext) -> dict[str, Any]:
     def sample() -> None:
         started = time.monotonic()
         while not stop_sampling.wait(min(SAMPLE_EVERY_S, duration / 4)):
-            samples.append((round(time.monotonic() - started, 2), pending_deliveries(db_path)))
+            samples.append((round(time.monotonic() - started, 2), backlog(db_path)))
 
     with running(server):
         server.wait_http_ready(f"http://127.0.0.1:{port}/readyz")
@@ -79,7 +80,7 @@ def run(ctx: BenchContext) -> dict[str, Any]:
         load = measured.load
         at_end = sqlite_counts(db_path)
         require_all_accepted(at_end)
-        backlog_end = at_end["deliveries"].get("pending", 0)
+        backlog_end = at_end["deliveries"].get("pending", 0) + at_end["journaled"]
         drain_s = _drain_time(db_path)
         delivery_cpu = _delivery_cpu(ctx, config_path, db_path, server.pid)
     delivered = at_end["deliveries"].get("delivered", 0)
@@ -153,7 +154,7 @@ def _drain_time(db_path: Any) -> float | None:
     """Seconds until the backlog reaches zero once the load stops (None: not within bound)."""
     started = time.monotonic()
     while time.monotonic() - started < DRAIN_TIMEOUT_S:
-        if pending_deliveries(db_path) == 0:
+        if backlog(db_path) == 0:
             return round(time.monotonic() - started, 2)
         time.sleep(0.1)
     return None

@@ -69,5 +69,12 @@ class Backend(ABC):
         """Make claims of one connector's deliveries take turns until this transaction ends,
         so each sees the leases the previous one took (one lead, one holder)."""
 
+    def lock_for_inbox(self, conn: Connection, *, wait: bool) -> bool:
+        """Make moves out of the journal take turns until this transaction ends, so events
+        enter the queue in the order they were journaled. Without `wait`, False when
+        another move holds it (that one moves the rows). SQLite's write transactions
+        already take turns, so by default the lock is there."""
+        return True
+
     def close(self) -> None:
         self.engine.dispose()

@@ -30,6 +30,7 @@ class BulkInsert:
     def __init__(
         self, table: Table, columns: Sequence[str], dialect: Dialect, *, suffix: str = ""
     ) -> None:
+        self.table = table
         self.columns = tuple(columns)
         # Columns of one type share one processor, so `bind` can tell that a value it has
         # just processed (a row's several timestamps are one `now`) needs no second pass.
@@ -102,3 +103,38 @@ def driver_execute(conn: Connection, sql: str, params: tuple[Any, ...]) -> list[
         ) from exc
     finally:
         cursor.close()
+
+
+# Keys per lookup: the source takes one of the statement's parameters.
+_KEYS_PER_LOOKUP = MAX_PARAMETERS - 1
+
+
+def existing_keys(
+    conn: Connection, table: Table, keys: Sequence[tuple[str, str]]
+) -> set[tuple[str, str]]:
+    """Which of the (source, idempotency key) pairs `table` holds (one of its unique keys).
+
+    One lookup per source, so the database searches the index (a (source, key) IN
+    (VALUES ...) scans); it returns only the keys found, usually none: one step.
+    """
+    keys_by_source: dict[str, list[str]] = {}
+    for source, key in keys:
+        keys_by_source.setdefault(source, []).append(key)
+    found: set[tuple[str, str]] = set()
+    for source, source_keys in keys_by_source.items():
+        for start in range(0, len(source_keys), _KEYS_PER_LOOKUP):
+            chunk = source_keys[start : start + _KEYS_PER_LOOKUP]
+            sql = _lookup_sql(table.name, conn.dialect.paramstyle, len(chunk))
+            found.update((source, row[0]) for row in driver_execute(conn, sql, (source, *chunk)))
+    return found
+
+
+@lru_cache(maxsize=128)
+def _lookup_sql(table_name: str, paramstyle: str, count: int) -> str:
+    mark = "?" if paramstyle == "qmark" else "%s"
+    keys = ", ".join([mark] * count)
+    # Identifiers come from the table definitions; every value is a bound parameter.
+    return (
+        f"SELECT idempotency_key FROM {table_name} "  # noqa: S608
+        f"WHERE source = {mark} AND idempotency_key IN ({keys})"
+    )

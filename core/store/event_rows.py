@@ -61,9 +61,20 @@ class EventRows:
                 (record.source, record.idempotency_key, record.event_id, now)
             ),
             event_row=self._events.bind(_event_row(record)),
+            # Due since the event arrived: a move from the journal comes later, and the claim
+            # that made it must find them due.
             delivery_rows=tuple(
                 self._deliveries.bind(
-                    (record.event_id, name, record.lead_key, "pending", 0, now, now, now)
+                    (
+                        record.event_id,
+                        name,
+                        record.lead_key,
+                        "pending",
+                        0,
+                        record.received_at,
+                        now,
+                        now,
+                    )
                 )
                 for name in record.connectors
             ),

@@ -64,6 +64,10 @@ class IdentityAdmin(ABC):
     @abstractmethod
     def _write(self) -> AbstractContextManager[Connection]: ...
 
+    @abstractmethod
+    def settle(self) -> None:
+        """Move journaled events into the tables (the person's newest ones included)."""
+
     def find_person(self, who: str) -> dict[str, Any]:
         """A person (by key, identifier or bare email): identifiers, events, conflicts."""
         with self._read() as conn:
@@ -104,6 +108,7 @@ class IdentityAdmin(ABC):
     def merge_persons(self, keep: str, other: str) -> dict[str, int]:
         """Make `other` (key or identifier) part of `keep`: its identifiers and stored
         events take `keep`'s key, and their conflicts are settled. `other`'s key ends."""
+        self.settle()
         with self._write() as conn:
             keep_key, other_key = _person_key(conn, keep), _person_key(conn, other)
             if keep_key == other_key:
@@ -158,6 +163,7 @@ class IdentityAdmin(ABC):
         conflicts. The dedup keys hold no personal data and stay, so a provider retrying
         one of the person's events is still answered `duplicate`.
         """
+        self.settle()
         with self._write() as conn:
             key = _person_key(conn, who)
             names = [

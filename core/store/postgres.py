@@ -18,8 +18,12 @@ log = logging.getLogger("leadrelay.store")
 NOTIFY_CHANNEL = "leadrelay_deliveries"
 # Any constant shared by every leadrelay process: the key of the migration lock.
 _MIGRATION_LOCK_KEY = 74201
-# The first half of each connector's claim lock (the second is the connector's name hashed).
+# The first half of each connector's claim lock (the second is the schema's and the
+# connector's names hashed: stores in other schemas of one database take their own turns).
 _CLAIM_LOCK_SPACE = 74202
+# The first half of the journal's move lock (the second is the schema's name hashed, so
+# stores in other schemas of one database do not wait on each other).
+_INBOX_LOCK_SPACE = 74203
 _RECONNECT_PAUSE_S = 2.0
 
 
@@ -58,13 +62,29 @@ class PostgresBackend(Backend):
     def lock_for_migration(self, conn: Connection) -> None:
         conn.execute(text("SELECT pg_advisory_xact_lock(:key)"), {"key": _MIGRATION_LOCK_KEY})
 
+    def lock_for_inbox(self, conn: Connection, *, wait: bool) -> bool:
+        args = {"space": _INBOX_LOCK_SPACE}
+        if wait:
+            conn.execute(
+                text("SELECT pg_advisory_xact_lock(:space, hashtext(current_schema()))"), args
+            )
+            return True
+        return bool(
+            conn.execute(
+                text("SELECT pg_try_advisory_xact_lock(:space, hashtext(current_schema()))"), args
+            ).scalar()
+        )
+
     def lock_for_claim(self, conn: Connection, connector: str) -> None:
         # SKIP LOCKED alone keeps two claims off one row, not off one lead: two claims
         # running at once could each lease a different delivery of the same lead (one
         # whose ingest committed after a later id's). Claims are a few milliseconds; taking
         # turns per connector costs little and makes the lease check exact.
         conn.execute(
-            text("SELECT pg_advisory_xact_lock(:space, hashtext(:connector))"),
+            text(
+                "SELECT pg_advisory_xact_lock("
+                ":space, hashtext(current_schema() || '/' || :connector))"
+            ),
             {"space": _CLAIM_LOCK_SPACE, "connector": connector},
         )
 

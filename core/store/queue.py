@@ -19,6 +19,7 @@ from sqlalchemy.engine import Dialect
 
 from leadrelay.core.store.backend import Backend
 from leadrelay.core.store.bulk_insert import BulkInsert
+from leadrelay.core.store.inbox import Moved
 from leadrelay.core.store.records import (
     ClaimedDelivery,
     DeliveryUpdate,
@@ -39,8 +40,9 @@ class DeliveryQueue(ABC):
     _progress_rows: BulkInsert
 
     @abstractmethod
-    def _read(self) -> AbstractContextManager[Connection]:
-        """A read-only transaction; StoreUnavailable when the database cannot answer."""
+    def _read(self, *, settle: bool = True) -> AbstractContextManager[Connection]:
+        """A read-only transaction; StoreUnavailable when the database cannot answer.
+        With `settle`, journaled events are moved into the tables first."""
 
     @abstractmethod
     def _write(self) -> AbstractContextManager[Connection]:
@@ -49,6 +51,14 @@ class DeliveryQueue(ABC):
     @abstractmethod
     def _wake_subscribers(self) -> None:
         """Tell this process's waiting workers that deliveries may be due."""
+
+    @abstractmethod
+    def _move_journaled(self, conn: Connection) -> Moved:
+        """Move a batch of journaled events into the tables in `conn`'s transaction."""
+
+    @abstractmethod
+    def _moved(self, moved: Moved) -> None:
+        """After the transaction that moved them committed: wake whoever should know."""
 
     def claim(
         self,
@@ -83,38 +93,11 @@ class DeliveryQueue(ABC):
             .with_for_update(skip_locked=True)
         )
         with self._write() as conn:
+            # Journaled events first: their deliveries join the queue before the claim.
+            moved = self._move_journaled(conn)
             self._backend.lock_for_claim(conn, connector)
-            taken = conn.execute(heads).all()
-            if not taken:
-                return []
-            ids = [row.id for row in taken]
-            lines = {row.lead_key for row in taken if row.lead_key is not None}
-            if lines and len(ids) < limit:
-                ids += _queued_behind(conn, connector, lines, set(ids), limit - len(ids), now)
-            claimed = conn.execute(
-                update(deliveries)
-                .where(deliveries.c.id.in_(ids))
-                .values(lease_owner=worker, lease_expires_at=now + lease, updated_at=now)
-                .returning(
-                    deliveries.c.id,
-                    deliveries.c.event_id,
-                    deliveries.c.attempts,
-                    deliveries.c.created_at,
-                    deliveries.c.lead_key,
-                )
-            ).all()
-            loaded = {
-                row.event_id: row
-                for row in conn.execute(
-                    select(
-                        events.c.event_id,
-                        events.c.normalized,
-                        events.c.body,
-                        events.c.lead_key,
-                        events.c.identities,
-                    ).where(events.c.event_id.in_({row.event_id for row in claimed}))
-                )
-            }
+            claimed, loaded = _lease(conn, heads, connector, worker, limit, now, lease)
+        self._moved(moved)
         out: list[LeasedDelivery] = []
         for row in sorted(claimed, key=lambda r: r.id):
             stored = loaded[row.event_id]
@@ -154,7 +137,7 @@ class DeliveryQueue(ABC):
         """Which of `ids` `worker` holds a live lease on (checked before each send)."""
         if not ids:
             return set()
-        with self._read() as conn:
+        with self._read(settle=False) as conn:
             return set(
                 conn.execute(
                     select(deliveries.c.id).where(
@@ -168,7 +151,7 @@ class DeliveryQueue(ABC):
 
     def lease_owners(self, now: datetime) -> set[str]:
         """Owners of the live leases (a starting process looks for its dead neighbours)."""
-        with self._read() as conn:
+        with self._read(settle=False) as conn:
             return set(
                 conn.execute(
                     select(deliveries.c.lease_owner)
@@ -201,7 +184,7 @@ class DeliveryQueue(ABC):
         """Per lead key, the newest event (by `occurred_at`) delivered to `connector`."""
         if not lead_keys:
             return {}
-        with self._read() as conn:
+        with self._read(settle=False) as conn:
             rows = conn.execute(
                 select(
                     lead_progress.c.lead_key, lead_progress.c.occurred_at, lead_progress.c.event_id
@@ -348,7 +331,7 @@ class DeliveryQueue(ABC):
             ),
             else_=deliveries.c.next_attempt_at,
         )
-        with self._read() as conn:
+        with self._read(settle=False) as conn:
             return conn.execute(
                 select(func.min(claimable_at)).where(
                     deliveries.c.status == "pending",
@@ -356,6 +339,51 @@ class DeliveryQueue(ABC):
                     ~_waiting(now),
                 )
             ).scalar()
+
+
+def _lease(
+    conn: Connection,
+    heads: Any,
+    connector: str,
+    worker: str,
+    limit: int,
+    now: datetime,
+    lease: timedelta,
+) -> tuple[list[Any], dict[str, Any]]:
+    """Lease the due heads and the deliveries queued behind them: the leased rows, and
+    their events' stored forms by event id."""
+    taken = conn.execute(heads).all()
+    if not taken:
+        return [], {}
+    ids = [row.id for row in taken]
+    lines = {row.lead_key for row in taken if row.lead_key is not None}
+    if lines and len(ids) < limit:
+        ids += _queued_behind(conn, connector, lines, set(ids), limit - len(ids), now)
+    claimed = conn.execute(
+        update(deliveries)
+        .where(deliveries.c.id.in_(ids))
+        .values(lease_owner=worker, lease_expires_at=now + lease, updated_at=now)
+        .returning(
+            deliveries.c.id,
+            deliveries.c.event_id,
+            deliveries.c.attempts,
+            deliveries.c.created_at,
+            deliveries.c.lead_key,
+        )
+    ).all()
+    loaded = {
+        row.event_id: row
+        for row in conn.execute(
+            select(
+                events.c.event_id,
+                events.c.normalized,
+                events.c.body,
+                events.c.lead_key,
+                events.c.identities,
+            ).where(events.c.event_id.in_({row.event_id for row in claimed}))
+        )
+    }
+    return claimed, loaded
 
 
 def _lease_free(table: Any, now: datetime) -> Any:

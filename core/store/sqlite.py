@@ -11,17 +11,15 @@ import contextlib
 import os
 from collections.abc import Sequence
 from contextlib import AbstractContextManager
-from functools import lru_cache
 from typing import Any
 
 from sqlalchemy import Connection, Engine, create_engine, event, make_url
 
 from leadrelay.core.store.backend import Backend
-from leadrelay.core.store.bulk_insert import MAX_PARAMETERS, BulkInsert, driver_execute
+from leadrelay.core.store.bulk_insert import BulkInsert, existing_keys
 from leadrelay.core.store.write_lock import WriteLock
 
 BUSY_TIMEOUT_S = 5.0
-_KEYS_PER_LOOKUP = MAX_PARAMETERS - 1
 
 
 def _create_private(path: str | None) -> None:
@@ -79,15 +77,7 @@ class SqliteBackend(Backend):
         # This transaction holds the database's only write lock, so a key absent now
         # stays absent until the commit. The lookup returns only the duplicates (usually
         # none: one step), where RETURNING would step once per new row.
-        keys_by_source: dict[str, list[str]] = {}
-        for source, key in keys:
-            keys_by_source.setdefault(source, []).append(key)
-        existing: set[tuple[str, str]] = set()
-        for source, source_keys in keys_by_source.items():
-            for start in range(0, len(source_keys), _KEYS_PER_LOOKUP):
-                chunk = source_keys[start : start + _KEYS_PER_LOOKUP]
-                rows = driver_execute(conn, _existing_keys_sql(len(chunk)), (source, *chunk))
-                existing.update((source, row[0]) for row in rows)
+        existing = existing_keys(conn, insert.table, keys)
         fresh = [n for n, key in enumerate(keys) if key not in existing]
         if fresh:
             insert.execute(conn, [key_rows[n] for n in fresh])
@@ -108,12 +98,3 @@ class SqliteBackend(Backend):
     def close(self) -> None:
         super().close()
         self._write_lock.close()
-
-
-@lru_cache(maxsize=64)
-def _existing_keys_sql(count: int) -> str:
-    # Per source, so SQLite searches the primary key (a (source, key) IN (VALUES ...) scans).
-    keys = ", ".join(["?"] * count)
-    return (
-        f"SELECT idempotency_key FROM dedup_keys WHERE source = ? AND idempotency_key IN ({keys})"  # noqa: S608
-    )

@@ -1,13 +1,17 @@
 """The durable store: events, dedup keys and the delivery queue, on SQLite or PostgreSQL.
 
 Durability rules this module keeps:
-- An event is acknowledged only after the transaction holding its dedup key, its row
-  and its deliveries has committed (SQLite: WAL with `synchronous=FULL`).
-- Dedup is a primary key on (source, idempotency key), so racing receivers, processes
-  or hosts cannot both accept one event.
-- One way in: `submit` commits a record in a group with whatever other threads are
+- An event is acknowledged only after the transaction journaling it has committed
+  (SQLite: WAL with `synchronous=FULL`); moving it into the tables later is one more
+  transaction, so a crash never loses it (`inbox.py`).
+- Dedup is a unique key on (source, idempotency key), in the journal and in
+  `dedup_keys`, so racing receivers, processes or hosts cannot both accept one event.
+- One way in: `submit` journals a record in a group with whatever other threads are
   submitting at that moment (one transaction and one fsync for all of them);
-  `submit_many` commits a batch the caller already has in hand.
+  `submit_many` stores a batch the caller already has in hand.
+- What readers see: every read (and every admin write) first moves what is journaled
+  (`settle`), so the store reads as if every acknowledged event were in its tables; the
+  delivery worker's claims move it too, a batch at a time.
 - One way to wait: `subscribe` wakes its callback when deliveries may be due, after this
   process commits some and, on PostgreSQL, when another process does (LISTEN/NOTIFY).
 
@@ -19,7 +23,7 @@ from __future__ import annotations
 
 import threading
 from collections.abc import Callable, Iterator, Sequence
-from contextlib import contextmanager
+from contextlib import contextmanager, suppress
 from datetime import datetime, timedelta
 from importlib.resources import files
 
@@ -38,9 +42,9 @@ from sqlalchemy.exc import DBAPIError, SQLAlchemyError
 from leadrelay.core import metrics
 from leadrelay.core.store.backend import Backend, Listener
 from leadrelay.core.store.bulk_insert import BulkInsert
-from leadrelay.core.store.event_rows import EventRows, PreparedEvent
 from leadrelay.core.store.group_commit import GroupCommitter
 from leadrelay.core.store.identity_admin import IdentityAdmin, UnknownPerson
+from leadrelay.core.store.inbox import MOVE_BATCH, Inbox, JournalEntry, Moved
 from leadrelay.core.store.postgres import PostgresBackend
 from leadrelay.core.store.queries import StoreQueries
 from leadrelay.core.store.queue import DeliveryQueue, progress_rows
@@ -96,6 +100,9 @@ _BACKENDS: dict[str, type[Backend]] = {"sqlite": SqliteBackend, "postgresql": Po
 
 # Rows per statement when queuing many deliveries at once (a backfill).
 _ROWS_PER_STATEMENT = 500
+# Moves per `settle`: ingest keeps journaling meanwhile, so it stops after this many
+# full batches rather than chase a stream (the next read or claim moves the rest).
+_MAX_SETTLE_MOVES = 1000
 
 
 def _backend_class(url: str) -> type[Backend]:
@@ -114,9 +121,9 @@ class Store(StoreQueries, DeliveryQueue, IdentityAdmin):
     def __init__(self, url: str, engine: Engine | None = None, *, max_group: int = 500) -> None:
         self.url = url
         self._backend = _backend_class(url)(url, engine)
-        self._rows = EventRows(self._backend)
-        self._committer: GroupCommitter[PreparedEvent, IngestResult] = GroupCommitter(
-            self._commit_submitted,
+        self._inbox = Inbox(self._backend)
+        self._committer: GroupCommitter[JournalEntry, IngestResult] = GroupCommitter(
+            self._journal_submitted,
             shared_failure=lambda exc: isinstance(exc, StoreUnavailable),
             max_group=max_group,
         )
@@ -213,7 +220,12 @@ class Store(StoreQueries, DeliveryQueue, IdentityAdmin):
             raise
 
     @contextmanager
-    def _read(self) -> Iterator[Connection]:
+    def _read(self, *, settle: bool = True) -> Iterator[Connection]:
+        """A read-only transaction; with `settle`, journaled events are moved in first
+        (when the database cannot take that write now, the read goes on without it)."""
+        if settle:
+            with suppress(StoreUnavailable):
+                self.settle()
         try:
             with self.engine.connect() as conn:
                 conn = conn.execution_options(readonly=True)
@@ -225,7 +237,7 @@ class Store(StoreQueries, DeliveryQueue, IdentityAdmin):
     def ping(self) -> None:
         """Raise StoreUnavailable unless the database answers and the schema is there."""
         try:
-            with self._read() as conn:
+            with self._read(settle=False) as conn:
                 conn.execute(select(func.count()).select_from(connector_state))
         except SQLAlchemyError as exc:
             raise StoreUnavailable(describe(exc)) from exc
@@ -233,37 +245,59 @@ class Store(StoreQueries, DeliveryQueue, IdentityAdmin):
     # ingest
 
     def submit(self, record: IncomingEvent) -> IngestResult:
-        """Store one record durably, in a group with whatever other threads submit now.
+        """Journal one record durably, in a group with whatever other threads submit now.
 
-        The record's rows are prepared in the caller's thread; the commit is shared. A
-        record repeating a stored (source, idempotency key) is a duplicate: nothing of it
-        is stored. Raises StoreUnavailable when the database cannot take it now.
+        The record's row is bound in the caller's thread; the commit is shared. A record
+        repeating a stored or journaled (source, idempotency key) is a duplicate: nothing
+        of it is stored. Raises StoreUnavailable when the database cannot take it now.
         """
-        return self._committer.submit(self._rows.prepare(record, utcnow()))
+        return self._committer.submit(self._inbox.entry(record))
 
     def submit_many(self, records: Sequence[IncomingEvent]) -> list[IngestResult]:
-        """Store a batch in one transaction; one result per record, in order (a record
-        repeating an earlier one of the batch is a duplicate too)."""
-        now = utcnow()
-        return self._commit([self._rows.prepare(record, now) for record in records])
+        """Store a batch (journaled in one transaction, then moved in); one result per
+        record, in order (a record repeating an earlier one of the batch is a duplicate too)."""
+        results = self._journal([self._inbox.entry(record) for record in records])
+        self.settle()
+        return results
 
-    def _commit_submitted(self, group: Sequence[PreparedEvent]) -> list[IngestResult]:
+    def settle(self) -> None:
+        """Move every journaled event into the tables, with its deliveries and person."""
+        with self._read(settle=False) as conn:
+            if not self._inbox.pending(conn):
+                return
+        for _ in range(_MAX_SETTLE_MOVES):
+            with self._write() as conn:
+                moved = self._inbox.move(conn, MOVE_BATCH, wait=True)
+            self._moved(moved)
+            if moved.count < MOVE_BATCH:
+                return
+
+    def _move_journaled(self, conn: Connection) -> Moved:
+        # A claim's first step: whatever a concurrent claim is not moving already.
+        return self._inbox.move(conn, MOVE_BATCH, wait=False)
+
+    def _moved(self, moved: Moved) -> None:
+        if moved.new_deliveries:
+            self._wake_subscribers()
+
+    def _journal_submitted(self, group: Sequence[JournalEntry]) -> list[IngestResult]:
         metrics.INGEST_GROUP_SIZE.observe(len(group))
-        return self._commit(group)
+        results = self._journal(group)
+        if any(e.routed and not r.duplicate for e, r in zip(group, results, strict=True)):
+            # This process's workers move the new events in at their next claim.
+            self._wake_subscribers()
+        return results
 
-    def _commit(self, records: Sequence[PreparedEvent]) -> list[IngestResult]:
-        if not records:
+    def _journal(self, entries: Sequence[JournalEntry]) -> list[IngestResult]:
+        if not entries:
             return []
         with self._write() as conn:
-            inserted = self._rows.insert(conn, records)
-        if inserted.new_deliveries:
-            self._wake_subscribers()
-        return inserted.results
+            return self._inbox.append(conn, entries)
 
     # connector state
 
     def disabled_connectors(self) -> dict[str, str]:
-        with self._read() as conn:
+        with self._read(settle=False) as conn:
             rows = conn.execute(
                 select(connector_state.c.connector, connector_state.c.disabled_reason).where(
                     connector_state.c.disabled_at.is_not(None)
@@ -294,6 +328,7 @@ class Store(StoreQueries, DeliveryQueue, IdentityAdmin):
         until: datetime | None = None,
     ) -> int:
         """Put finished deliveries back in the queue, due now, with a fresh attempt count."""
+        self.settle()
         now = utcnow()
         conditions = [deliveries.c.status.in_(statuses)]
         if event_ids is not None:
@@ -328,6 +363,7 @@ class Store(StoreQueries, DeliveryQueue, IdentityAdmin):
         """Queue `connector` deliveries for events that have none, due now, in the given order."""
         if not event_ids:
             return 0
+        self.settle()
         now = utcnow()
         wanted = list(dict.fromkeys(event_ids))
         with self._write() as conn:
@@ -381,17 +417,15 @@ class Store(StoreQueries, DeliveryQueue, IdentityAdmin):
         new event; the new event goes through dedup like any incoming one, in the same
         transaction.
         """
-        prepared = self._rows.prepare(record, utcnow())
+        entry = self._inbox.entry(record)
         with self._write() as conn:
-            inserted = self._rows.insert(conn, [prepared])
-            [result] = inserted.results
+            [result] = self._inbox.append(conn, [entry])
             conn.execute(
                 update(events)
                 .where(events.c.event_id == event_id, events.c.status == "quarantined")
                 .values(status="replayed", reason=f"re-parsed as {result.event_id}")
             )
-        if inserted.new_deliveries:
-            self._wake_subscribers()
+        self.settle()
         return result
 
     def set_quarantine_reason(self, event_id: str, reason: str) -> None:
@@ -413,6 +447,7 @@ class Store(StoreQueries, DeliveryQueue, IdentityAdmin):
 
         Events with a delivery still pending are kept whatever their age.
         """
+        self.settle()
         with self._write() as conn:
             return purge_old_rows(conn, now, retention, dedup_retention)
 
@@ -425,6 +460,7 @@ class Store(StoreQueries, DeliveryQueue, IdentityAdmin):
         The purge's last run is a row in `housekeeping`, taken in the purge's own
         transaction: of processes checking at once, one purges and the others find it done.
         """
+        self.settle()
         with self._write() as conn:
             taken = conn.execute(
                 update(housekeeping)

@@ -1,5 +1,9 @@
 """Database tables (SQLAlchemy Core). Alembic migrations in `migrations/` create the same.
 
+- `inbox` is the ingest journal: an accepted request commits one row here (the event as
+  received, and its dedup key in the unique index) and nothing else; the delivery worker
+  (or any read of the store) moves the rows into the tables below in large batches
+  (`inbox.py` says why).
 - `dedup_keys` holds one compact row per (source, idempotency key): it is the dedup
   authority and outlives payloads (`dedup_retention`), so an old replay stays a duplicate.
 - `events` holds what was received (raw body, normalized form) until `retention`.
@@ -97,6 +101,34 @@ events = Table(
     Index("ix_events_lead_key", "lead_key", "received_at"),
     # Migration 0003 also makes the console's search indexes on expressions over
     # `normalized` (email, provider lead id), written per dialect, so not declared here.
+)
+
+# One row per journaled event: the events columns the receiver fills, plus what the move
+# needs to finish the event (its connectors and identifiers, as JSON lists). `seq` keeps
+# arrival order, which becomes the deliveries' order.
+inbox = Table(
+    "inbox",
+    metadata,
+    Column(
+        "seq", BigInteger().with_variant(Integer, "sqlite"), primary_key=True, autoincrement=True
+    ),
+    Column("event_id", String(40), nullable=False),
+    Column("source", String(64), nullable=False),
+    Column("provider", String(32), nullable=False),
+    Column("status", String(16), nullable=False),
+    Column("type", String(32)),
+    Column("provider_event", String(128)),
+    Column("idempotency_key", String(255), nullable=False),
+    Column("lead_key", String(320)),
+    Column("occurred_at", UTCDateTime),
+    Column("received_at", UTCDateTime, nullable=False),
+    Column("body", LargeBinary),
+    Column("headers", Text),
+    Column("normalized", Text),
+    Column("reason", Text),
+    Column("connectors", Text, nullable=False),
+    Column("identifiers", Text, nullable=False),
+    UniqueConstraint("source", "idempotency_key", name="uq_inbox_source_key"),
 )
 
 deliveries = Table(

@@ -12,7 +12,6 @@ from pathlib import Path
 import pytest
 from flask.testing import FlaskClient
 from sqlalchemy import func, inspect, select, update
-from sqlalchemy.exc import IntegrityError
 
 from leadrelay.core.ingest.receiver import create_app
 from leadrelay.core.store.group_commit import GroupCommitter
@@ -154,18 +153,27 @@ def test_same_key_from_another_source_is_another_event(store: Store) -> None:
     assert dedup_key_count(store) == 2
 
 
-def test_failed_ingest_leaves_nothing_behind(store: Store) -> None:
-    # A delivery row that breaks a constraint fails the whole transaction: no dedup key may
-    # survive it, or the provider's retry would be answered "duplicate" for a lost event.
-    broken = record(1, connectors=("rec", "rec"))
+def test_an_event_that_cannot_be_moved_in_is_kept_quarantined_and_the_journal_moves_on(
+    store: Store, caplog: pytest.LogCaptureFixture
+) -> None:
+    # It was acknowledged when journaled: losing it, or leaving it at the head of the
+    # journal where every move would fail on it again, are both not options.
+    broken = record(1, connectors=("rec", "rec"))  # two deliveries of one (event, connector)
 
-    with pytest.raises(IntegrityError):
-        store.submit_many([broken])
+    with caplog.at_level("ERROR", logger="leadrelay.store"):
+        results = store.submit_many([broken, record(2)])
 
-    assert dedup_key_count(store) == 0
-    assert store.list_events(EventFilter()) == []
+    assert [r.duplicate for r in results] == [False, False]
+    kept = store.get_event("evt_test_1")
+    assert kept is not None
+    assert kept["status"] == "quarantined"
+    assert kept["reason"].startswith("not stored as routed: ")
+    assert [r["event_id"] for r in store.list_deliveries(DeliveryFilter())] == ["evt_test_2"]
+    assert dedup_key_count(store) == 2
+    assert "journaled event not stored as routed" in caplog.text
+    # The provider's retry is answered from dedup: the event is kept, not lost.
     [retry] = store.submit_many([record(1)])
-    assert retry.duplicate is False
+    assert retry.duplicate is True
 
 
 # -- retention -------------------------------------------------------------------------------
