@@ -26,6 +26,7 @@ from flask import Flask, Response, request
 from prometheus_client.mmap_dict import MmapedDict
 from prometheus_client.parser import text_string_to_metric_families
 
+from leadrelay.core.store.store import Store
 from tests.conftest import SECRETS
 from tests.fakes.server import RunningServer, serve
 from tests.process import ServerProcess, free_port
@@ -199,7 +200,22 @@ def sqlite_readonly(db_path: Path) -> Iterator[sqlite3.Connection]:
         conn.close()
 
 
+def sqlite_moved_in(db_path: Path) -> None:
+    """Move every event the server journaled into the tables, as any read of the store
+    does first (`Store.settle`), so what the answers said was stored is counted there."""
+    settle(f"sqlite:///{db_path}")
+
+
+def settle(url: str) -> None:
+    store = Store(url)
+    try:
+        store.settle()
+    finally:
+        store.close()
+
+
 def sqlite_counts(db_path: Path) -> dict[str, int]:
+    sqlite_moved_in(db_path)
     with sqlite_readonly(db_path) as conn:
         return {
             table: conn.execute(f"SELECT count(*) FROM {table}").fetchone()[0]  # noqa: S608
@@ -208,12 +224,14 @@ def sqlite_counts(db_path: Path) -> dict[str, int]:
 
 
 def sqlite_event_body(db_path: Path, event_id: str) -> bytes | None:
+    sqlite_moved_in(db_path)
     with sqlite_readonly(db_path) as conn:
         row = conn.execute("SELECT body FROM events WHERE event_id = ?", (event_id,)).fetchone()
     return None if row is None else bytes(row[0])
 
 
 def delivery_statuses(db_path: Path) -> Counter[str]:
+    sqlite_moved_in(db_path)
     with sqlite_readonly(db_path) as conn:
         rows = conn.execute("SELECT status, count(*) FROM deliveries GROUP BY status").fetchall()
     return Counter({status: n for status, n in rows})
@@ -244,6 +262,7 @@ def pg_dsn(url: str) -> str:
 def postgres_counts(url: str) -> dict[str, int]:
     import psycopg
 
+    settle(url)
     with psycopg.connect(pg_dsn(url)) as conn:
         counts = {}
         for table in ("events", "dedup_keys", "deliveries"):
@@ -255,6 +274,7 @@ def postgres_counts(url: str) -> dict[str, int]:
 def postgres_event_body(url: str, event_id: str) -> bytes | None:
     import psycopg
 
+    settle(url)
     with psycopg.connect(pg_dsn(url)) as conn:
         row = conn.execute("SELECT body FROM events WHERE event_id = %s", (event_id,)).fetchone()
     return None if row is None else bytes(row[0])

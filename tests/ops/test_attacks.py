@@ -24,6 +24,7 @@ from tests.ops.helpers import (
     SECRET,
     gitleads_payload,
     sqlite_counts,
+    sqlite_moved_in,
     sqlite_readonly,
     wait_until,
 )
@@ -110,6 +111,7 @@ def leadshark_text(lead_id: str, *, event: str = "email.captured", name: str = "
 
 
 def stored_row(db_path: Path, event_id: str) -> sqlite3.Row:
+    sqlite_moved_in(db_path)
     with sqlite_readonly(db_path) as conn:
         conn.row_factory = sqlite3.Row
         row = conn.execute("SELECT * FROM events WHERE event_id = ?", (event_id,)).fetchone()
