@@ -18,6 +18,8 @@ import weakref
 from datetime import UTC, datetime
 from typing import Any
 
+import orjson
+
 # Characters that end or rewrite a line for some reader (str.splitlines, terminals): a
 # request path with %0A in it must not forge a second log line.
 _CONTROL = re.compile("[\x00-\x1f\x7f-\x9f\u2028\u2029]")
@@ -42,7 +44,20 @@ class JsonFormatter(logging.Formatter):
         if record.exc_info and record.exc_info[0] is not None:
             # The exception type and message, not the traceback with its local values.
             line["error"] = f"{record.exc_info[0].__name__}: {record.exc_info[1]}"
-        return escape_controls(json.dumps(line, default=str, ensure_ascii=False))
+        return escape_controls(_dumps(line))
+
+
+# Datetimes and dataclasses go through `default=str` as with the json module, not orjson's
+# own forms, so a field reads the same whichever encoder wrote it.
+_ORJSON_OPTIONS = orjson.OPT_PASSTHROUGH_DATETIME | orjson.OPT_PASSTHROUGH_DATACLASS
+
+
+def _dumps(line: dict[str, Any]) -> str:
+    # orjson: a sixth of the receiver's own CPU per request went to this line's encoding.
+    try:
+        return orjson.dumps(line, default=str, option=_ORJSON_OPTIONS).decode()
+    except (orjson.JSONEncodeError, TypeError):  # e.g. an integer past 64 bits
+        return json.dumps(line, default=str, ensure_ascii=False)
 
 
 class PlainFormatter(logging.Formatter):

@@ -24,6 +24,7 @@ from collections.abc import Callable, Iterable, Sequence
 from datetime import datetime
 from typing import TYPE_CHECKING, Any
 
+import orjson
 from flask import Flask, Response, g, request
 from werkzeug.datastructures import EnvironHeaders
 from werkzeug.exceptions import HTTPException, RequestEntityTooLarge
@@ -302,7 +303,7 @@ class WebhookEndpoint:
                 500,
                 error_body("internal_error", "unexpected error; the event was not stored"),
             )
-        data = json.dumps(body).encode()
+        data = orjson.dumps(body)
         start_response(
             f"{status} {HTTP_STATUS_CODES.get(status, '')}",
             [("Content-Type", self._JSON), ("Content-Length", str(len(data)))],

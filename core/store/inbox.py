@@ -27,6 +27,7 @@ from collections.abc import Sequence
 from dataclasses import replace
 from typing import Any, NamedTuple
 
+import orjson
 from sqlalchemy import Connection, and_, delete, select
 from sqlalchemy.exc import DataError, IntegrityError
 
@@ -202,12 +203,16 @@ def _inbox_row(r: IncomingEvent) -> tuple[Any, ...]:
         r.occurred_at,
         r.received_at,
         r.body,
-        json.dumps(r.headers),
+        _json(r.headers),
         r.normalized,
         r.reason,
-        json.dumps(r.connectors),
-        json.dumps(r.identifiers),
+        _json(r.connectors),
+        _json(r.identifiers),
     )
+
+
+def _json(value: Any) -> str:
+    return orjson.dumps(value).decode()
 
 
 def _record(row: Any) -> IncomingEvent:
