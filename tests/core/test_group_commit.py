@@ -126,3 +126,34 @@ def test_under_load_a_new_leader_waits_for_the_records_on_their_way() -> None:
 
     assert answers == {0: 0, 1: 10, 2: 20, 3: 30, 4: 40}
     assert commits.committed == [[0], [1, 2], [3, 4]]
+
+
+def test_a_gather_ends_once_as_many_records_are_queued_as_recent_groups_held() -> None:
+    commits = _HeldFirstCommit()
+    # Quiet and maximum far beyond the join timeout: only the size rule can end the gather.
+    committer: GroupCommitter[int, int] = GroupCommitter(
+        commits, gather_quiet_s=60.0, gather_max_s=60.0
+    )
+    answers: dict[int, int] = {}
+
+    def start(value: int) -> threading.Thread:
+        thread = threading.Thread(target=lambda: answers.update({value: committer.submit(value)}))
+        thread.start()
+        return thread
+
+    threads = [start(0)]
+    assert commits.first_running.wait(WAIT_S)
+    threads += [start(1), start(2)]
+    _wait_until(lambda: len(committer._queue) == 2)
+    commits.finish_first.set()
+    _wait_until(lambda: commits.committed[-1:] == [[1, 2]] and not committer._committing)
+    # Groups of up to two lately: a leader that has a second record commits at once.
+    threads.append(start(3))
+    _wait_until(lambda: committer._committing)
+    threads.append(start(4))
+    for thread in threads:
+        thread.join(WAIT_S)
+
+    assert not any(thread.is_alive() for thread in threads)
+    assert answers == {0: 0, 1: 10, 2: 20, 3: 30, 4: 40}
+    assert commits.committed == [[0], [1, 2], [3, 4]]
