@@ -6,12 +6,13 @@ import threading
 from collections.abc import Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import replace
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, datetime, timedelta, timezone
 from pathlib import Path
 
 import pytest
 from flask.testing import FlaskClient
-from sqlalchemy import func, inspect, select, update
+from sqlalchemy import DateTime, func, inspect, select, update
+from sqlalchemy.dialects import sqlite
 
 from leadrelay.core.ingest.receiver import create_app
 from leadrelay.core.store.group_commit import GroupCommitter
@@ -22,7 +23,7 @@ from leadrelay.core.store.store import (
     Store,
     utcnow,
 )
-from leadrelay.core.store.tables import dedup_keys, events
+from leadrelay.core.store.tables import UTCDateTime, dedup_keys, events
 from tests.conftest import gitleads_body, make_config, migrated_store, signed_headers
 from tests.factories import delivered_update
 
@@ -335,3 +336,24 @@ def test_bulk_inserted_times_are_stored_in_the_same_text_as_other_writes(
     finally:
         store.close()
     assert stored == written_by_core == "2026-01-02 03:04:05.000000"
+
+
+@pytest.mark.parametrize(
+    "moment",
+    [
+        datetime(2026, 1, 2, 3, 4, 5, tzinfo=UTC),
+        datetime(2026, 11, 30, 23, 59, 59, 999999, tzinfo=UTC),
+        datetime(2026, 3, 1, 0, 30, tzinfo=timezone(timedelta(hours=5, minutes=30))),
+        datetime(1, 1, 1, 0, 0, 0, 1, tzinfo=UTC),
+        datetime(9999, 12, 31, 23, 59, 59, tzinfo=UTC),
+    ],
+)
+def test_sqlite_times_bind_to_the_text_sqlalchemy_writes(moment: datetime) -> None:
+    dialect = sqlite.dialect()
+    core_form = DateTime().dialect_impl(dialect).bind_processor(dialect)
+    ours = UTCDateTime().bind_processor(dialect)
+    assert core_form is not None
+    assert ours is not None
+    assert ours(moment) == core_form(moment.astimezone(UTC).replace(tzinfo=None))
+    with pytest.raises(ValueError, match="naive datetime"):
+        ours(moment.replace(tzinfo=None))
