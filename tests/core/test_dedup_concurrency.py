@@ -108,3 +108,45 @@ def test_two_server_processes_store_one_event(store_url: str, store: Store, tmp_
         answers = run_at_once(COPIES, send)
 
     assert_stored_once(store, answers)
+
+
+def test_copies_racing_with_moves_out_of_the_journal_are_stored_once(
+    store_url: str, store: Store
+) -> None:
+    # The journal and `dedup_keys` must never both hold a key, nor neither while a copy
+    # is answered: another store (as another process would) moves the journal all along.
+    app = create_app(make_config(store_url), store)
+    mover = Store(store_url)
+    bodies = [gitleads_body(n) for n in range(5)]
+    sending = threading.Event()
+    sending.set()
+
+    def move_all_along() -> None:
+        for _ in range(10_000):
+            if not sending.is_set():
+                return
+            mover.settle()
+
+    def send(i: int) -> tuple[int, dict[str, Any]]:
+        body = bodies[i % len(bodies)]
+        response = app.test_client().post(
+            "/webhooks/gitleads", data=body, headers=signed_headers("gitleads", body)
+        )
+        return response.status_code, response.get_json()
+
+    moving = threading.Thread(target=move_all_along)
+    moving.start()
+    try:
+        answers = run_at_once(COPIES, send)
+    finally:
+        sending.clear()
+        moving.join(TIMEOUT_S)
+        mover.close()
+
+    assert Counter(body["status"] for _, body in answers) == {"accepted": 5, "duplicate": 45}
+    # Copies arriving after every move are still duplicates.
+    late = [send(i)[1]["status"] for i in range(5)]
+    assert late == ["duplicate"] * 5
+    events = store.list_events(EventFilter(limit=1000))
+    assert len(events) == 5
+    assert len(store.list_deliveries(DeliveryFilter(limit=1000))) == 5

@@ -8,6 +8,7 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import replace
 from datetime import UTC, datetime, timedelta, timezone
 from pathlib import Path
+from typing import Any
 
 import pytest
 from flask.testing import FlaskClient
@@ -23,7 +24,7 @@ from leadrelay.core.store.store import (
     Store,
     utcnow,
 )
-from leadrelay.core.store.tables import UTCDateTime, dedup_keys, events
+from leadrelay.core.store.tables import UTCDateTime, dedup_keys, deliveries, events, inbox
 from tests.conftest import gitleads_body, make_config, migrated_store, signed_headers
 from tests.factories import delivered_update
 
@@ -357,3 +358,20 @@ def test_sqlite_times_bind_to_the_text_sqlalchemy_writes(moment: datetime) -> No
     assert ours(moment) == core_form(moment.astimezone(UTC).replace(tzinfo=None))
     with pytest.raises(ValueError, match="naive datetime"):
         ours(moment.replace(tzinfo=None))
+
+
+def _rows(store: Store, table: Any) -> int:
+    with store.engine.connect() as conn:
+        return int(conn.execute(select(func.count()).select_from(table)).scalar_one())
+
+
+def test_an_acknowledged_event_is_one_journal_row_until_a_read_moves_it(store: Store) -> None:
+    result = store.submit(record(1))
+
+    assert not result.duplicate
+    assert [_rows(store, t) for t in (inbox, events, dedup_keys, deliveries)] == [1, 0, 0, 0]
+    assert store.get_event(result.event_id) is not None  # a read moves the journal first
+    assert [_rows(store, t) for t in (inbox, events, dedup_keys, deliveries)] == [0, 1, 1, 1]
+    # A copy of a moved event: a duplicate, and nothing of it stays in the journal.
+    assert store.submit(record(1)).duplicate
+    assert _rows(store, inbox) == 0
