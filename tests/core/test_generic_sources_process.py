@@ -230,7 +230,7 @@ def test_connectors_trigger_signs_a_payload_file_for_generic_sources(
              "--url", server.base_url]
         )  # fmt: skip
         assert result.returncode == 0, result.stdout + result.stderr
-        assert '"status": "accepted"' in result.stdout
+        assert '"status":"accepted"' in result.stdout
     wait_for_row(directory / "leads.csv", "person7@example.com")
     wait_for_row(directory / "leads.csv", "trigger@example.com")
 

@@ -299,7 +299,7 @@ def test_compose_stack_runs_without_containers(
         # SIGTERM once both run their loop (before that, the default action just ends them).
         wait_until(
             lambda: all(
-                '"msg": "worker started"' in (tmp_path / f"{name}.log").read_text("utf-8")
+                '"msg":"worker started"' in (tmp_path / f"{name}.log").read_text("utf-8")
                 for name in ("worker-1", "worker-2")
             ),
             timeout=30,
@@ -321,8 +321,8 @@ def test_compose_stack_runs_without_containers(
     assert Counter(_csv_ids(csv_path)) == Counter({event_id: 1 for event_id in expected})
     for name in ("worker-1", "worker-2"):
         text = (tmp_path / f"{name}.log").read_text(encoding="utf-8")
-        assert '"msg": "worker started"' in text
-        assert '"msg": "worker stopped"' in text
+        assert '"msg":"worker started"' in text
+        assert '"msg":"worker stopped"' in text
 
 
 def _csv_ids(path: Path) -> list[str]:

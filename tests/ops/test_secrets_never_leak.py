@@ -357,8 +357,8 @@ def test_no_secret_in_any_output_log_error_or_metric(
     assert any(SECRETS["WEBHOOK_BEARER"] in h.get("Authorization", "") for h, _ in echoed)
 
     log = server.stderr_text()
-    assert '"level": "debug"' in log
-    assert '"msg": "delivery dead"' in log
+    assert '"level":"debug"' in log
+    assert '"msg":"delivery dead"' in log
     assert_clean("the serve log", log, env)
 
 
