@@ -6,11 +6,11 @@ runs in `insert` runs while every other writer waits.
 
 from __future__ import annotations
 
-import json
 from collections.abc import Sequence
 from datetime import datetime
 from typing import Any, NamedTuple
 
+import orjson
 from sqlalchemy import Connection
 
 from leadrelay.core.store.backend import Backend
@@ -144,7 +144,8 @@ class EventRows:
         return resolution.conflicts
 
 
-_EVENT_COLUMNS = (
+# What the receiver made of an event (`events` and `inbox` both hold these columns).
+RECEIVED_COLUMNS = (
     "event_id",
     "source",
     "provider",
@@ -158,9 +159,9 @@ _EVENT_COLUMNS = (
     "body",
     "headers",
     "normalized",
-    "identities",
     "reason",
 )
+_EVENT_COLUMNS = (*RECEIVED_COLUMNS, "identities")
 _LEAD_KEY_AT = _EVENT_COLUMNS.index("lead_key")
 _DELIVERY_COLUMNS = (
     "event_id",
@@ -192,6 +193,11 @@ def _with_person(row: tuple[Any, ...], key: str, identities_json: str) -> tuple[
 
 
 def _event_row(r: IncomingEvent) -> tuple[Any, ...]:
+    return (*received_values(r), None)  # identities: known once the person is resolved
+
+
+def received_values(r: IncomingEvent) -> tuple[Any, ...]:
+    """`r`'s values for `RECEIVED_COLUMNS`, in order."""
     return (
         r.event_id,
         r.source,
@@ -204,8 +210,11 @@ def _event_row(r: IncomingEvent) -> tuple[Any, ...]:
         r.occurred_at,
         r.received_at,
         r.body,
-        json.dumps(r.headers),
+        json_text(r.headers),
         r.normalized,
-        None,
         r.reason,
     )
+
+
+def json_text(value: Any) -> str:
+    return orjson.dumps(value).decode()

@@ -27,14 +27,20 @@ from collections.abc import Sequence
 from dataclasses import replace
 from typing import Any, NamedTuple
 
-import orjson
 from sqlalchemy import Connection, and_, delete, select
 from sqlalchemy.exc import DataError, IntegrityError
 
 from leadrelay.core.logs import fields
 from leadrelay.core.store.backend import Backend
 from leadrelay.core.store.bulk_insert import MAX_PARAMETERS, BulkInsert, existing_keys
-from leadrelay.core.store.event_rows import EventRows, GroupInsert, PreparedEvent
+from leadrelay.core.store.event_rows import (
+    RECEIVED_COLUMNS,
+    EventRows,
+    GroupInsert,
+    PreparedEvent,
+    json_text,
+    received_values,
+)
 from leadrelay.core.store.records import IncomingEvent, IngestResult, describe, utcnow
 from leadrelay.core.store.tables import dedup_keys, inbox
 
@@ -170,49 +176,11 @@ class Inbox:
             )
 
 
-_COLUMNS = (
-    "event_id",
-    "source",
-    "provider",
-    "status",
-    "type",
-    "provider_event",
-    "idempotency_key",
-    "lead_key",
-    "occurred_at",
-    "received_at",
-    "body",
-    "headers",
-    "normalized",
-    "reason",
-    "connectors",
-    "identifiers",
-)
+_COLUMNS = (*RECEIVED_COLUMNS, "connectors", "identifiers")
 
 
 def _inbox_row(r: IncomingEvent) -> tuple[Any, ...]:
-    return (
-        r.event_id,
-        r.source,
-        r.provider,
-        r.status,
-        r.type,
-        r.provider_event,
-        r.idempotency_key,
-        r.lead_key,
-        r.occurred_at,
-        r.received_at,
-        r.body,
-        _json(r.headers),
-        r.normalized,
-        r.reason,
-        _json(r.connectors),
-        _json(r.identifiers),
-    )
-
-
-def _json(value: Any) -> str:
-    return orjson.dumps(value).decode()
+    return (*received_values(r), json_text(r.connectors), json_text(r.identifiers))
 
 
 def _record(row: Any) -> IncomingEvent:

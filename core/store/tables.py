@@ -91,30 +91,38 @@ dedup_keys = Table(
     Column("first_seen_at", UTCDateTime, nullable=False, index=True),
 )
 
+
+def _received_columns(*, event_id_is_key: bool) -> list[Column[Any]]:
+    """The columns of an event as the receiver makes it: `events` and `inbox` both hold them."""
+    return [
+        Column("event_id", String(40), primary_key=event_id_is_key, nullable=False),
+        Column("source", String(64), nullable=False),
+        Column("provider", String(32), nullable=False),
+        # accepted | ignored | quarantined
+        Column("status", String(16), nullable=False),
+        Column("type", String(32)),
+        Column("provider_event", String(128)),
+        Column("idempotency_key", String(255), nullable=False),
+        Column("lead_key", String(320)),
+        Column("occurred_at", UTCDateTime),
+        Column("received_at", UTCDateTime, nullable=False),
+        Column("body", LargeBinary),
+        # The provider-relevant request headers (never the signature), for re-parsing later.
+        Column("headers", Text),
+        # LeadEvent as JSON without `raw` (rebuilt from `body`), for accepted events.
+        Column("normalized", Text),
+        Column("reason", Text),
+    ]
+
+
 events = Table(
     "events",
     metadata,
-    Column("event_id", String(40), primary_key=True),
-    Column("source", String(64), nullable=False),
-    Column("provider", String(32), nullable=False),
-    # accepted | ignored | quarantined
-    Column("status", String(16), nullable=False),
-    Column("type", String(32)),
-    Column("provider_event", String(128)),
-    Column("idempotency_key", String(255), nullable=False),
-    Column("lead_key", String(320)),
-    Column("occurred_at", UTCDateTime),
-    Column("received_at", UTCDateTime, nullable=False),
-    Column("body", LargeBinary),
-    # The provider-relevant request headers (never the signature), for re-parsing later.
-    Column("headers", Text),
-    # LeadEvent as JSON without `raw` (rebuilt from `body`), for accepted events.
-    Column("normalized", Text),
+    *_received_columns(event_id_is_key=True),
     # The person's identifiers when the event arrived (JSON list). With `lead_key` it
     # replaces the lead's key and identities in `normalized` when the event is loaded:
-    # both are known only in the group commit, after `normalized` was serialized.
+    # both are known only when the event is moved in, after `normalized` was serialized.
     Column("identities", Text),
-    Column("reason", Text),
     Index("ix_events_received_at", "received_at"),
     Index("ix_events_source_status", "source", "status"),
     Index("ix_events_lead_key", "lead_key", "received_at"),
@@ -122,29 +130,16 @@ events = Table(
     # `normalized` (email, provider lead id), written per dialect, so not declared here.
 )
 
-# One row per journaled event: the events columns the receiver fills, plus what the move
-# needs to finish the event (its connectors and identifiers, as JSON lists). `seq` keeps
-# arrival order, which becomes the deliveries' order.
+# One row per journaled event: what the receiver made of it, plus what the move needs to
+# finish the event (its connectors and identifiers, as JSON lists). `seq` keeps arrival
+# order, which becomes the deliveries' order.
 inbox = Table(
     "inbox",
     metadata,
     Column(
         "seq", BigInteger().with_variant(Integer, "sqlite"), primary_key=True, autoincrement=True
     ),
-    Column("event_id", String(40), nullable=False),
-    Column("source", String(64), nullable=False),
-    Column("provider", String(32), nullable=False),
-    Column("status", String(16), nullable=False),
-    Column("type", String(32)),
-    Column("provider_event", String(128)),
-    Column("idempotency_key", String(255), nullable=False),
-    Column("lead_key", String(320)),
-    Column("occurred_at", UTCDateTime),
-    Column("received_at", UTCDateTime, nullable=False),
-    Column("body", LargeBinary),
-    Column("headers", Text),
-    Column("normalized", Text),
-    Column("reason", Text),
+    *_received_columns(event_id_is_key=False),
     Column("connectors", Text, nullable=False),
     Column("identifiers", Text, nullable=False),
     UniqueConstraint("source", "idempotency_key", name="uq_inbox_source_key"),

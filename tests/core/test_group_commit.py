@@ -96,64 +96,56 @@ def test_a_leader_queued_past_max_group_commits_its_own_record() -> None:
     assert commits.committed == [[0], [1, 2, 3]]
 
 
+def _a_group_of_two_then_a_lone_leader_and_a_late_record(
+    commits: _HeldFirstCommit, committer: GroupCommitter[int, int]
+) -> dict[int, int]:
+    """[0] commits alone while [1] and [2] queue (a group of two: load); then [3] leads
+    alone and [4] arrives while it gathers. Returns the answers once every thread ended."""
+    answers: dict[int, int] = {}
+
+    def start(value: int) -> threading.Thread:
+        thread = threading.Thread(target=lambda: answers.update({value: committer.submit(value)}))
+        thread.start()
+        return thread
+
+    threads = [start(0)]
+    assert commits.first_running.wait(WAIT_S)
+    threads += [start(1), start(2)]
+    _wait_until(lambda: len(committer._queue) == 2)
+    commits.finish_first.set()
+    _wait_until(lambda: commits.committed[-1:] == [[1, 2]] and not committer._committing)
+    threads.append(start(3))
+    _wait_until(lambda: committer._committing)
+    threads.append(start(4))
+    for thread in threads:
+        thread.join(WAIT_S)
+    assert not any(thread.is_alive() for thread in threads)
+    return answers
+
+
 def test_under_load_a_new_leader_waits_for_the_records_on_their_way() -> None:
     commits = _HeldFirstCommit()
     # Gathering ends at max_group here, so the test never waits out the quiet time.
     committer: GroupCommitter[int, int] = GroupCommitter(
         commits, max_group=2, gather_quiet_s=WAIT_S, gather_max_s=WAIT_S
     )
-    answers: dict[int, int] = {}
 
-    def start(value: int) -> threading.Thread:
-        thread = threading.Thread(target=lambda: answers.update({value: committer.submit(value)}))
-        thread.start()
-        return thread
+    answers = _a_group_of_two_then_a_lone_leader_and_a_late_record(commits, committer)
 
-    # Load: two records queue while [0] commits, and commit together as a group of two.
-    threads = [start(0)]
-    assert commits.first_running.wait(WAIT_S)
-    threads += [start(1), start(2)]
-    _wait_until(lambda: len(committer._queue) == 2)
-    commits.finish_first.set()
-    _wait_until(lambda: commits.committed[-1:] == [[1, 2]] and not committer._committing)
-    # The next leader arrives alone; a record arriving after it joins its group, where
-    # without gathering the leader would already have committed [3] by itself.
-    threads.append(start(3))
-    _wait_until(lambda: committer._committing)
-    threads.append(start(4))
-    for thread in threads:
-        thread.join(WAIT_S)
-
+    # [4] joined [3]'s group, where without gathering [3] would have committed alone.
     assert answers == {0: 0, 1: 10, 2: 20, 3: 30, 4: 40}
     assert commits.committed == [[0], [1, 2], [3, 4]]
 
 
 def test_a_gather_ends_once_as_many_records_are_queued_as_recent_groups_held() -> None:
     commits = _HeldFirstCommit()
-    # Quiet and maximum far beyond the join timeout: only the size rule can end the gather.
+    # Quiet and maximum far beyond the join timeout, and no max_group: only the rule
+    # "as large as the recent groups" (two, here) can end the gather in time.
     committer: GroupCommitter[int, int] = GroupCommitter(
         commits, gather_quiet_s=60.0, gather_max_s=60.0
     )
-    answers: dict[int, int] = {}
 
-    def start(value: int) -> threading.Thread:
-        thread = threading.Thread(target=lambda: answers.update({value: committer.submit(value)}))
-        thread.start()
-        return thread
+    answers = _a_group_of_two_then_a_lone_leader_and_a_late_record(commits, committer)
 
-    threads = [start(0)]
-    assert commits.first_running.wait(WAIT_S)
-    threads += [start(1), start(2)]
-    _wait_until(lambda: len(committer._queue) == 2)
-    commits.finish_first.set()
-    _wait_until(lambda: commits.committed[-1:] == [[1, 2]] and not committer._committing)
-    # Groups of up to two lately: a leader that has a second record commits at once.
-    threads.append(start(3))
-    _wait_until(lambda: committer._committing)
-    threads.append(start(4))
-    for thread in threads:
-        thread.join(WAIT_S)
-
-    assert not any(thread.is_alive() for thread in threads)
     assert answers == {0: 0, 1: 10, 2: 20, 3: 30, 4: 40}
     assert commits.committed == [[0], [1, 2], [3, 4]]
