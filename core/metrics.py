@@ -76,6 +76,11 @@ class QueueCollector(Collector):
             "Age of the oldest delivery still pending",
             value=stats["oldest_pending_age_s"],
         )
+        yield GaugeMetricFamily(
+            "leadrelay_journaled_events",
+            "Acknowledged events not moved into the store's tables yet",
+            value=stats["journaled"],
+        )
 
 
 def render(extra: Collector | None = None) -> tuple[bytes, str]:

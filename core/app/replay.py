@@ -65,6 +65,12 @@ def reparse_quarantined(config: Config, store: Store, stored: dict[str, Any]) ->
         store.set_quarantine_reason(event_id, reason)
         return Reparsed(f"{event_id}: still quarantined: {reason}", stuck=True)
     outcome = store.resolve_quarantined(event_id, record)
+    if outcome is None:
+        return Reparsed(
+            f"{event_id}: still quarantined: parsed, but not stored as routed"
+            " (the ERROR log says why)",
+            stuck=True,
+        )
     if outcome.duplicate:
         return Reparsed(f"{event_id}: same event as {outcome.event_id}, already stored")
     deliveries = len(record.connectors)

@@ -21,6 +21,7 @@ taken back. On SQLite the write lock makes all of this one writer's view anyway.
 
 from __future__ import annotations
 
+import hashlib
 import json
 import logging
 from collections.abc import Sequence
@@ -28,9 +29,10 @@ from dataclasses import replace
 from typing import Any, NamedTuple
 
 from sqlalchemy import Connection, and_, delete, select
-from sqlalchemy.exc import DataError, IntegrityError
+from sqlalchemy.exc import DBAPIError
 
 from leadrelay.core.logs import fields
+from leadrelay.core.schema import event_id_for
 from leadrelay.core.store.backend import Backend
 from leadrelay.core.store.bulk_insert import MAX_PARAMETERS, BulkInsert, existing_keys
 from leadrelay.core.store.event_rows import (
@@ -125,7 +127,9 @@ class Inbox:
         try:
             with conn.begin_nested():
                 inserted = self._rows.insert(conn, self._prepared(records))
-        except (IntegrityError, DataError):
+        except Exception as exc:
+            if _retry_whole_transaction(exc):
+                raise
             inserted = self._insert_one_by_one(conn, records)
         seqs = [row.seq for row in rows]
         for start in range(0, len(seqs), MAX_PARAMETERS):
@@ -139,30 +143,26 @@ class Inbox:
         return [self._rows.prepare(record, now) for record in records]
 
     def _insert_one_by_one(self, conn: Connection, records: Sequence[IncomingEvent]) -> GroupInsert:
-        """The batch broke a constraint: move each event alone, and keep one that still
-        cannot be stored as routed (a bug: its deliveries or person broke a constraint)
-        as a quarantined event, with the reason. It was acknowledged, so it must not be
-        lost, and it must not hold up the journal behind it."""
+        """The batch failed: move each event alone. One that still fails alone while its
+        bare form (no deliveries, person or normalized form) can be stored is kept as a
+        quarantined event with the reason, logged as an ERROR: it was acknowledged, so
+        it must not be lost, and it must not hold up the journal behind it. If even the
+        bare form fails, the fault is the database's, not the event's: that raises."""
         new_deliveries = False
         for record in records:
             try:
                 with conn.begin_nested():
                     inserted = self._rows.insert(conn, self._prepared([record]))
                 new_deliveries |= inserted.new_deliveries
-            except (IntegrityError, DataError) as exc:
+            except Exception as exc:
+                if _retry_whole_transaction(exc):
+                    raise
                 log.error(
                     "journaled event not stored as routed; kept quarantined",
                     extra=fields(event_id=record.event_id, error=describe(exc)),
                 )
-                kept = replace(
-                    record,
-                    status="quarantined",
-                    connectors=(),
-                    identifiers=(),
-                    reason=f"not stored as routed: {describe(exc)}"[:2000],
-                )
                 with conn.begin_nested():
-                    self._rows.insert(conn, self._prepared([kept]))
+                    self._rows.insert(conn, self._prepared([_quarantined_copy(record, exc)]))
         return GroupInsert([], new_deliveries)
 
     def pending(self, conn: Connection) -> bool:
@@ -181,6 +181,35 @@ _COLUMNS = (*RECEIVED_COLUMNS, "connectors", "identifiers")
 
 def _inbox_row(r: IncomingEvent) -> tuple[Any, ...]:
     return (*received_values(r), json_text(r.connectors), json_text(r.identifiers))
+
+
+def _retry_whole_transaction(exc: Exception) -> bool:
+    """A failure of the connection or of the transaction as a whole (lost connection,
+    deadlock, serialization failure): no event of the batch is at fault, so none is set
+    aside; the claim or read that moves fails and the next one moves them."""
+    if isinstance(exc, DBAPIError) and exc.connection_invalidated:
+        return True
+    sqlstate = getattr(getattr(exc, "orig", None), "sqlstate", None) or ""
+    return sqlstate.startswith(("08", "40", "57"))
+
+
+def _quarantined_copy(record: IncomingEvent, exc: Exception) -> IncomingEvent:
+    """What is kept of an event that could not be moved in: the body and headers as
+    received, quarantined, under a key and id of its own. The key cannot be the event's:
+    a replay (after a fix) re-parses the body into the event's own key and id, which must
+    not be taken already, or it would be answered as a duplicate of this copy."""
+    key = "unstored:" + hashlib.sha256(record.idempotency_key.encode()).hexdigest()
+    return replace(
+        record,
+        event_id=event_id_for(record.source, key),
+        idempotency_key=key,
+        status="quarantined",
+        lead_key=None,
+        normalized=None,
+        connectors=(),
+        identifiers=(),
+        reason=f"not stored as routed (acknowledged as {record.event_id}): {describe(exc)}"[:2000],
+    )
 
 
 def _record(row: Any) -> IncomingEvent:

@@ -11,7 +11,13 @@ from sqlalchemy import Connection, func, select
 
 from leadrelay.core.schema import LeadEvent
 from leadrelay.core.store.records import DeliveryFilter, EventFilter, load_lead_event
-from leadrelay.core.store.tables import attempts, deliveries, events, identity_conflicts
+from leadrelay.core.store.tables import (
+    attempts,
+    deliveries,
+    events,
+    identity_conflicts,
+    inbox,
+)
 
 # What a listing of events shows (CLI and console).
 EVENT_LISTING = (
@@ -125,7 +131,9 @@ class StoreQueries(ABC):
             return [dict(row._mapping) for row in rows]
 
     def queue_stats(self, now: datetime) -> dict[str, Any]:
-        """Counts by (connector, status) and the age of the oldest pending delivery."""
+        """Counts by (connector, status), the age of the oldest pending delivery, and the
+        events still journaled (the read moves them in first: more than a few means
+        moves are failing)."""
         with self._read() as conn:
             counts = {
                 (row.connector, row.status): row.n
@@ -138,8 +146,9 @@ class StoreQueries(ABC):
             oldest = conn.execute(
                 select(func.min(deliveries.c.created_at)).where(deliveries.c.status == "pending")
             ).scalar()
+            journaled = conn.execute(select(func.count()).select_from(inbox)).scalar_one()
         age = (now - oldest).total_seconds() if oldest else 0.0
-        return {"counts": counts, "oldest_pending_age_s": max(age, 0.0)}
+        return {"counts": counts, "oldest_pending_age_s": max(age, 0.0), "journaled": journaled}
 
     def accepted_without_delivery(
         self,

@@ -21,9 +21,10 @@ differs between the databases lives in `sqlite.py` and `postgres.py`.
 
 from __future__ import annotations
 
+import logging
 import threading
 from collections.abc import Callable, Iterator, Sequence
-from contextlib import contextmanager, suppress
+from contextlib import contextmanager
 from datetime import datetime, timedelta
 from importlib.resources import files
 
@@ -40,6 +41,7 @@ from sqlalchemy import (
 from sqlalchemy.exc import DBAPIError, SQLAlchemyError
 
 from leadrelay.core import metrics
+from leadrelay.core.logs import fields
 from leadrelay.core.store.backend import Backend, Listener
 from leadrelay.core.store.bulk_insert import BulkInsert
 from leadrelay.core.store.group_commit import GroupCommitter
@@ -94,6 +96,8 @@ __all__ = [
     "make_engine",
     "utcnow",
 ]
+
+log = logging.getLogger("leadrelay.store")
 
 _BACKENDS: dict[str, type[Backend]] = {"sqlite": SqliteBackend, "postgresql": PostgresBackend}
 
@@ -224,8 +228,15 @@ class Store(StoreQueries, DeliveryQueue, IdentityAdmin):
         """A read-only transaction; with `settle`, journaled events are moved in first
         (when the database cannot take that write now, the read goes on without it)."""
         if settle:
-            with suppress(StoreUnavailable):
+            try:
                 self.settle()
+            except StoreUnavailable as exc:
+                # The read goes on and shows what is moved; the events still journaled
+                # show in `leadrelay_journaled_events` and here.
+                log.warning(
+                    "could not move journaled events in before reading",
+                    extra=fields(error=str(exc)),
+                )
         try:
             with self.engine.connect() as conn:
                 conn = conn.execution_options(readonly=True)
@@ -410,23 +421,30 @@ class Store(StoreQueries, DeliveryQueue, IdentityAdmin):
             self._wake_subscribers()
         return len(rows)
 
-    def resolve_quarantined(self, event_id: str, record: IncomingEvent) -> IngestResult:
+    def resolve_quarantined(self, event_id: str, record: IncomingEvent) -> IngestResult | None:
         """Replace a quarantined event by what the current code makes of it.
 
-        The quarantined row is kept for audit with status `replayed` and a pointer to the
-        new event; the new event goes through dedup like any incoming one, in the same
-        transaction.
+        The new event goes through dedup like any incoming one and is moved in at once;
+        then the quarantined row is kept for audit with status `replayed` and a pointer
+        to the new event. None when the new event could not be moved in either (the move
+        kept it quarantined again, `inbox.py`): the row stays quarantined.
         """
-        entry = self._inbox.entry(record)
-        with self._write() as conn:
-            [result] = self._inbox.append(conn, [entry])
-            conn.execute(
-                update(events)
-                .where(events.c.event_id == event_id, events.c.status == "quarantined")
-                .values(status="replayed", reason=f"re-parsed as {result.event_id}")
-            )
+        [result] = self._journal([self._inbox.entry(record)])
         self.settle()
-        return result
+        with self._write() as conn:
+            stored = result.duplicate or (
+                conn.execute(
+                    select(events.c.event_id).where(events.c.event_id == result.event_id)
+                ).first()
+                is not None
+            )
+            if stored:
+                conn.execute(
+                    update(events)
+                    .where(events.c.event_id == event_id, events.c.status == "quarantined")
+                    .values(status="replayed", reason=f"re-parsed as {result.event_id}")
+                )
+        return result if stored else None
 
     def set_quarantine_reason(self, event_id: str, reason: str) -> None:
         """Record why a quarantined event is still quarantined after a re-parse."""

@@ -121,11 +121,18 @@ def test_copies_racing_with_moves_out_of_the_journal_are_stored_once(
     sending = threading.Event()
     sending.set()
 
+    errors: list[BaseException] = []
+    moves: list[int] = []
+
     def move_all_along() -> None:
-        for _ in range(10_000):
-            if not sending.is_set():
-                return
-            mover.settle()
+        try:
+            for _ in range(10_000):
+                if not sending.is_set():
+                    return
+                mover.settle()
+                moves.append(1)
+        except BaseException as exc:  # reported by the assertion below, not swallowed
+            errors.append(exc)
 
     def send(i: int) -> tuple[int, dict[str, Any]]:
         body = bodies[i % len(bodies)]
@@ -143,6 +150,8 @@ def test_copies_racing_with_moves_out_of_the_journal_are_stored_once(
         moving.join(TIMEOUT_S)
         mover.close()
 
+    assert errors == []
+    assert moves  # the mover ran while the copies were answered
     assert Counter(body["status"] for _, body in answers) == {"accepted": 5, "duplicate": 45}
     # Copies arriving after every move are still duplicates.
     late = [send(i)[1]["status"] for i in range(5)]

@@ -155,29 +155,6 @@ def test_same_key_from_another_source_is_another_event(store: Store) -> None:
     assert dedup_key_count(store) == 2
 
 
-def test_an_event_that_cannot_be_moved_in_is_kept_quarantined_and_the_journal_moves_on(
-    store: Store, caplog: pytest.LogCaptureFixture
-) -> None:
-    # It was acknowledged when journaled: losing it, or leaving it at the head of the
-    # journal where every move would fail on it again, are both not options.
-    broken = record(1, connectors=("rec", "rec"))  # two deliveries of one (event, connector)
-
-    with caplog.at_level("ERROR", logger="leadrelay.store"):
-        results = store.submit_many([broken, record(2)])
-
-    assert [r.duplicate for r in results] == [False, False]
-    kept = store.get_event("evt_test_1")
-    assert kept is not None
-    assert kept["status"] == "quarantined"
-    assert kept["reason"].startswith("not stored as routed: ")
-    assert [r["event_id"] for r in store.list_deliveries(DeliveryFilter())] == ["evt_test_2"]
-    assert dedup_key_count(store) == 2
-    assert "journaled event not stored as routed" in caplog.text
-    # The provider's retry is answered from dedup: the event is kept, not lost.
-    [retry] = store.submit_many([record(1)])
-    assert retry.duplicate is True
-
-
 # -- retention -------------------------------------------------------------------------------
 
 

@@ -188,6 +188,7 @@ def test_gunicorn_receives_delivers_and_counts_across_processes(tmp_path: Path) 
                     metric(samples, "leadrelay_deliveries", connector=name, status="pending") == 0
                 )
             assert metric(samples, "leadrelay_oldest_pending_delivery_age_seconds") == 0
+            assert metric(samples, "leadrelay_journaled_events") == 0
             # Delivered once: every outbound webhook-id exactly one time, every CSV row once.
             assert set(destination.webhook_ids().values()) == {1}
             assert len(csv_event_ids(csv_path)) == len(accepted)
