@@ -65,7 +65,7 @@ class IdentityAdmin(ABC):
     def _write(self) -> AbstractContextManager[Connection]: ...
 
     @abstractmethod
-    def settle(self) -> None:
+    def settle(self, *, max_moves: int = ...) -> bool:
         """Move journaled events into the tables (the person's newest ones included)."""
 
     def find_person(self, who: str) -> dict[str, Any]:

@@ -107,6 +107,9 @@ _ROWS_PER_STATEMENT = 500
 # Moves per `settle`: ingest keeps journaling meanwhile, so it stops after this many
 # full batches rather than chase a stream (the next read or claim moves the rest).
 _MAX_SETTLE_MOVES = 1000
+# Moves before a read: a read must answer in time (a console page under gunicorn's
+# timeout), and a backlog this large means no delivery worker has been moving it.
+_READ_SETTLE_MOVES = 10
 
 
 def _backend_class(url: str) -> type[Backend]:
@@ -229,10 +232,14 @@ class Store(StoreQueries, DeliveryQueue, IdentityAdmin):
         (when the database cannot take that write now, the read goes on without it)."""
         if settle:
             try:
-                self.settle()
+                if not self.settle(max_moves=_READ_SETTLE_MOVES):
+                    log.warning(
+                        "events still journaled after moving some in before a read;"
+                        " is a delivery worker running?"
+                    )
             except StoreUnavailable as exc:
                 # The read goes on and shows what is moved; the events still journaled
-                # show in `leadrelay_journaled_events` and here.
+                # show in `leadrelay_journaled_events`.
                 log.warning(
                     "could not move journaled events in before reading",
                     extra=fields(error=str(exc)),
@@ -271,17 +278,19 @@ class Store(StoreQueries, DeliveryQueue, IdentityAdmin):
         self.settle()
         return results
 
-    def settle(self) -> None:
-        """Move every journaled event into the tables, with its deliveries and person."""
+    def settle(self, *, max_moves: int = _MAX_SETTLE_MOVES) -> bool:
+        """Move journaled events into the tables, with their deliveries and person, in up
+        to `max_moves` batches; True when the journal was emptied."""
         with self._read(settle=False) as conn:
             if not self._inbox.pending(conn):
-                return
-        for _ in range(_MAX_SETTLE_MOVES):
+                return True
+        for _ in range(max_moves):
             with self._write() as conn:
                 moved = self._inbox.move(conn, MOVE_BATCH, wait=True)
             self._moved(moved)
             if moved.count < MOVE_BATCH:
-                return
+                return True
+        return False
 
     def _move_journaled(self, conn: Connection) -> Moved:
         # A claim's first step: whatever a concurrent claim is not moving already.

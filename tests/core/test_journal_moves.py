@@ -16,6 +16,7 @@ from sqlalchemy.exc import IntegrityError, OperationalError
 
 from leadrelay.core.app.replay import reparse_quarantined
 from leadrelay.core.ingest.receiver import create_app
+from leadrelay.core.store import store as store_module
 from leadrelay.core.store.event_rows import PreparedEvent
 from leadrelay.core.store.store import DeliveryFilter, EventFilter, Store, StoreUnavailable, utcnow
 from tests.conftest import accept_gitleads, gitleads_body, make_config, signed_headers
@@ -155,3 +156,22 @@ def test_a_lead_id_too_long_for_an_index_does_not_hold_up_the_events_behind_it(
     assert behind in claimed
     assert store.queue_stats(utcnow())["journaled"] == 0
     assert len(store.list_deliveries(DeliveryFilter(event_id=behind))) == 1
+
+
+def test_a_read_moves_a_bounded_backlog_and_says_the_rest_waits(
+    store: Store, store_url: str, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
+    # A read must answer in time however long no worker ran: it moves a few batches,
+    # shows those, and warns; claims move the rest.
+    monkeypatch.setattr(store_module, "MOVE_BATCH", 1)
+    monkeypatch.setattr(store_module, "_READ_SETTLE_MOVES", 2)
+    config = make_config(store_url)
+    ids = [accept_gitleads(config, store, n) for n in range(5)]
+
+    with caplog.at_level("WARNING", logger="leadrelay.store"):
+        listed = store.list_events(EventFilter())
+
+    assert len(listed) == 2
+    assert "is a delivery worker running?" in caplog.text
+    assert store.queue_stats(utcnow())["journaled"] == 1  # two more moved by this read
+    assert sorted(claim_all(store) + claim_all(store)) == sorted(ids)
