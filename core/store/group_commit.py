@@ -71,8 +71,9 @@ class GroupCommitter(Generic[RecordT, ResultT]):
         self._arrival = threading.Condition(self._lock)
         self._queue: list[_Slot[RecordT, ResultT]] = []
         self._committing = False
-        self._last_group = (0, 0.0)  # size, monotonic end
+        # The sizes of the last groups, newest last, and when the newest ended (monotonic).
         self._recent_sizes: deque[int] = deque(maxlen=_RECENT_GROUPS)
+        self._last_ended_at = 0.0
 
     def submit(self, record: RecordT) -> ResultT:
         slot: _Slot[RecordT, ResultT] = _Slot(record)
@@ -101,16 +102,16 @@ class GroupCommitter(Generic[RecordT, ResultT]):
             self._run(group)
         finally:
             with self._cond:
-                self._last_group = (len(group), time.monotonic())
                 self._recent_sizes.append(len(group))
+                self._last_ended_at = time.monotonic()
                 self._committing = False
                 self._cond.notify_all()
         return self._outcome(slot)
 
     def _under_load(self) -> bool:
         # The group before had company and ended moments ago: more records are coming.
-        size, ended_at = self._last_group
-        return size > 1 and time.monotonic() - ended_at < self._gather_max_s
+        size = self._recent_sizes[-1] if self._recent_sizes else 0
+        return size > 1 and time.monotonic() - self._last_ended_at < self._gather_max_s
 
     def _gather(self) -> None:
         # Holding the lock, as the new leader: let the records on their way join the group,
