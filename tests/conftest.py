@@ -13,6 +13,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from sqlalchemy import Table, func, select
 
 from leadrelay.core.app.config import Config, parse_config
 from leadrelay.core.ingest.providers.base import ParseResult
@@ -153,6 +154,12 @@ def migrated_store(url: str) -> Store:
     store = Store(url)
     store.migrate()
     return store
+
+
+def table_rows(store: Store, table: Table) -> int:
+    """How many rows `table` holds, read directly (not through the store's own reads)."""
+    with store.engine.connect() as conn:
+        return int(conn.execute(select(func.count()).select_from(table)).scalar_one())
 
 
 def accept_gitleads(config: Config, store: Store, n: int) -> str:

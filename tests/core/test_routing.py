@@ -5,13 +5,19 @@ from __future__ import annotations
 from dataclasses import replace
 from typing import Any
 
-from sqlalchemy import func, select
+from sqlalchemy import select
 
 from leadrelay.core.app.config import Config
 from leadrelay.core.delivery.routing import matches, route
 from leadrelay.core.store.store import IncomingEvent, Store
 from leadrelay.core.store.tables import dedup_keys, deliveries, events
-from tests.conftest import gitleads_body, make_config, migrated_store, request_record
+from tests.conftest import (
+    gitleads_body,
+    make_config,
+    migrated_store,
+    request_record,
+    table_rows,
+)
 from tests.factories import make_event
 
 ROUTED_CONNECTORS: dict[str, Any] = {
@@ -107,11 +113,6 @@ def delivery_rows(store: Store) -> list[tuple[str, str, str, int]]:
         ]
 
 
-def count(store: Store, table: Any) -> int:
-    with store.engine.connect() as conn:
-        return conn.execute(select(func.count()).select_from(table)).scalar_one()
-
-
 def test_one_pending_delivery_per_matching_connector(store_url: str) -> None:
     store = migrated_store(store_url)
     config = routing_config(store_url)
@@ -137,7 +138,7 @@ def test_a_duplicate_event_creates_no_new_deliveries(store_url: str) -> None:
     again = store.submit_many([gitleads_record(config, 1)])[0]
     assert again.duplicate
     assert again.event_id == first.event_id
-    assert count(store, events) == 1
+    assert table_rows(store, events) == 1
     assert len(delivery_rows(store)) == 3
     store.close()
 
@@ -153,8 +154,8 @@ def test_an_event_is_moved_in_with_all_its_deliveries_or_none(store_url: str) ->
     # Not half of the broken event's deliveries: none (it is kept quarantined), while the
     # event journaled behind it got all three of its own.
     assert [row[0] for row in delivery_rows(store)] == [gitleads_record(config, 2).event_id] * 3
-    assert count(store, events) == 2
-    assert count(store, dedup_keys) == 2
+    assert table_rows(store, events) == 2
+    assert table_rows(store, dedup_keys) == 2
     store.close()
 
 
@@ -165,7 +166,7 @@ def test_deliveries_are_only_for_lead_events(sqlite_url: str) -> None:
     assert record.status == "ignored"
     assert record.connectors == ()
     store.submit_many([record])
-    assert count(store, events) == 1
+    assert table_rows(store, events) == 1
     assert delivery_rows(store) == []
     store.close()
 

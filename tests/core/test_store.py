@@ -8,11 +8,10 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import replace
 from datetime import UTC, datetime, timedelta, timezone
 from pathlib import Path
-from typing import Any
 
 import pytest
 from flask.testing import FlaskClient
-from sqlalchemy import DateTime, func, inspect, select, update
+from sqlalchemy import DateTime, inspect, update
 from sqlalchemy.dialects import sqlite
 
 from leadrelay.core.ingest.receiver import create_app
@@ -25,7 +24,13 @@ from leadrelay.core.store.store import (
     utcnow,
 )
 from leadrelay.core.store.tables import UTCDateTime, dedup_keys, deliveries, events, inbox
-from tests.conftest import gitleads_body, make_config, migrated_store, signed_headers
+from tests.conftest import (
+    gitleads_body,
+    make_config,
+    migrated_store,
+    signed_headers,
+    table_rows,
+)
 from tests.factories import delivered_update
 
 RETENTION = timedelta(days=30)
@@ -61,11 +66,6 @@ def record(n: int, *, connectors: tuple[str, ...] = ("rec",)) -> IncomingEvent:
         headers={},
         connectors=connectors,
     )
-
-
-def dedup_key_count(store: Store) -> int:
-    with store.engine.connect() as conn:
-        return int(conn.execute(select(func.count()).select_from(dedup_keys)).scalar_one())
 
 
 def purge_at(store: Store, days_from_now: float) -> dict[str, int]:
@@ -152,7 +152,7 @@ def test_same_key_from_another_source_is_another_event(store: Store) -> None:
     results = store.submit_many([record(1), other])
 
     assert [r.duplicate for r in results] == [False, False]
-    assert dedup_key_count(store) == 2
+    assert table_rows(store, dedup_keys) == 2
 
 
 # -- retention -------------------------------------------------------------------------------
@@ -286,7 +286,7 @@ def test_a_group_larger_than_one_statement_is_stored_whole(store: Store) -> None
     results = store.submit_many(group)
 
     assert [r.duplicate for r in results] == [True] * 50 + [False] * 1100 + [True] * 50
-    assert dedup_key_count(store) == 1200
+    assert table_rows(store, dedup_keys) == 1200
     events = store.list_events(EventFilter(limit=2000))
     assert len(events) == 1200
     stored = {e["event_id"]: e for e in events}["evt_test_1149"]
@@ -337,18 +337,13 @@ def test_sqlite_times_bind_to_the_text_sqlalchemy_writes(moment: datetime) -> No
         ours(moment.replace(tzinfo=None))
 
 
-def _rows(store: Store, table: Any) -> int:
-    with store.engine.connect() as conn:
-        return int(conn.execute(select(func.count()).select_from(table)).scalar_one())
-
-
 def test_an_acknowledged_event_is_one_journal_row_until_a_read_moves_it(store: Store) -> None:
     result = store.submit(record(1))
 
     assert not result.duplicate
-    assert [_rows(store, t) for t in (inbox, events, dedup_keys, deliveries)] == [1, 0, 0, 0]
+    assert [table_rows(store, t) for t in (inbox, events, dedup_keys, deliveries)] == [1, 0, 0, 0]
     assert store.get_event(result.event_id) is not None  # a read moves the journal first
-    assert [_rows(store, t) for t in (inbox, events, dedup_keys, deliveries)] == [0, 1, 1, 1]
+    assert [table_rows(store, t) for t in (inbox, events, dedup_keys, deliveries)] == [0, 1, 1, 1]
     # A copy of a moved event: a duplicate, and nothing of it stays in the journal.
     assert store.submit(record(1)).duplicate
-    assert _rows(store, inbox) == 0
+    assert table_rows(store, inbox) == 0
